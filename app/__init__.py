@@ -1,0 +1,149 @@
+"""Application factory. Reads top to bottom: config → extensions →
+blueprints → error handlers → CLI."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from flask_openapi3 import Info, OpenAPI
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from config import CONFIGS, Config
+
+__version__ = "1.0.0"
+
+
+def create_app(config: type[Config] | dict | str | None = None) -> OpenAPI:
+    from app.http_errors import validation_error_response
+
+    app = OpenAPI(
+        __name__,
+        info=Info(title="Nano Banana", version=__version__),
+        security_schemes={
+            "cookie": {"type": "apiKey", "in": "cookie", "name": "nb_session"},
+            "bearer": {"type": "http", "scheme": "bearer"},
+        },
+        validation_error_status=422,
+        validation_error_callback=validation_error_response,
+        doc_ui=False,  # our own /docs: local assets and no inline script (CSP)
+        instance_relative_config=True,
+    )
+
+    # 1. Configuration: class defaults, then instance/config.py, then overrides.
+    _load_config(app, config)
+    _prepare_data_dirs(app)
+
+    # 2. Extensions
+    from app import extensions
+    from app.logging_setup import init_logging
+    from app.sessions import init_sessions
+
+    init_logging(app)
+    extensions.db.init_app(app)
+    _tune_database(app)
+    extensions.migrate.init_app(
+        app, extensions.db, directory=str(_root() / "migrations"), render_as_batch=True
+    )
+    extensions.login_manager.init_app(app)
+    extensions.csrf.init_app(app)
+    extensions.limiter.init_app(app)
+    init_sessions(app)
+
+    from app.services.genai import init_genai
+    from app.services.library import init_store
+
+    init_store(app)
+    init_genai(app)
+
+    # The client address: trust X-Forwarded-* only from the configured number
+    # of proxies in front of us (one mechanism, here, not in waitress too).
+    if app.config["TRUSTED_PROXY_COUNT"] > 0:
+        n = app.config["TRUSTED_PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)
+
+    # 3. Request pipeline: request ids and access log, auth, CSRF, headers.
+    from app import security
+
+    security.init_request_pipeline(app)
+
+    # 4. Blueprints
+    from app.blueprints import auth, conversations, docs, imaging, pages
+
+    app.register_api(auth.bp)
+    app.register_api(conversations.bp)
+    app.register_api(imaging.bp)
+    app.register_api(pages.api)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(docs.bp)
+
+    # 5. Error handlers
+    from app.http_errors import register_error_handlers
+
+    register_error_handlers(app)
+
+    # 6. CLI
+    from app.cli import register_cli
+
+    register_cli(app)
+    return app
+
+
+def _root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def _load_config(app: OpenAPI, config: type[Config] | dict | str | None) -> None:
+    if isinstance(config, str):
+        config = CONFIGS[config]
+    if config is None or isinstance(config, dict):
+        app.config.from_object(CONFIGS[os.environ.get("APP_ENV", "production")])
+    else:
+        app.config.from_object(config)
+    app.config.from_pyfile("config.py", silent=True)
+    if isinstance(config, dict):
+        app.config.update(config)
+
+
+def _prepare_data_dirs(app: OpenAPI) -> None:
+    data_dir = Path(app.config.get("DATA_DIR") or app.instance_path)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    app.config["DATA_DIR"] = str(data_dir)
+    if not app.config.get("SQLALCHEMY_DATABASE_URI"):
+        app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{data_dir / 'app.db'}"
+    app.config["SQLALCHEMY_DATABASE_URI"] = _normalise_db_url(app.config["SQLALCHEMY_DATABASE_URI"])
+    if not app.config.get("IMAGE_DIR"):
+        app.config["IMAGE_DIR"] = str(data_dir / "images")
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = _load_or_create_secret(data_dir / "secret_key")
+
+
+def _normalise_db_url(url: str) -> str:
+    # Users paste Heroku-style URLs; psycopg 3 is the driver we ship.
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _load_or_create_secret(path: Path) -> str:
+    """A per-install secret, made once and kept, so sessions survive restarts."""
+    if path.exists():
+        return path.read_text().strip()
+    secret = secrets.token_urlsafe(48)
+    # O_EXCL: two processes starting at once agree on one key.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret)
+    return secret
+
+
+def _tune_database(app: OpenAPI) -> None:
+    from app.db_setup import configure_engine
+
+    with app.app_context():
+        configure_engine(app)

@@ -1,0 +1,158 @@
+"""The one place that turns failures into the JSON error shape:
+
+    {"error": "<stable_code>", "message": "<text>", "detail": "<same text>"}
+
+`detail` repeats the message for clients of the earlier FastAPI version,
+which read `detail`. The language follows Accept-Language (zh or en).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+
+from flask import Flask, current_app, g, jsonify, request
+from flask_limiter.errors import RateLimitExceeded
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from app.errors import AppError
+from app.extensions import db, limiter
+
+# Messages for errors raised by Flask/Werkzeug rather than our services.
+HTTP_MESSAGES: dict[int, tuple[str, str, str]] = {
+    400: ("bad_request", "Bad request.", "请求无效。"),
+    401: ("unauthorized", "Please log in.", "请先登录。"),
+    403: ("forbidden", "Not allowed.", "无权访问。"),
+    404: ("not_found", "Not found.", "未找到。"),
+    405: ("method_not_allowed", "Method not allowed.", "不支持该请求方法。"),
+    408: ("request_timeout", "The request took too long to arrive.", "请求超时。"),
+    413: (
+        "payload_too_large",
+        "The request body is too large.",
+        "请求体过大。",
+    ),
+    415: (
+        "unsupported_media_type",
+        "Unsupported content type.",
+        "不支持的内容类型。",
+    ),
+    422: ("validation_error", "Invalid request data.", "请求数据无效。"),
+    429: ("rate_limited", "Too many requests. Try again later.", "请求过于频繁，请稍后再试。"),
+    500: ("internal_error", "Internal server error.", "服务器内部错误。"),
+    503: ("unavailable", "Service unavailable.", "服务暂不可用。"),
+}
+
+
+def preferred_language() -> str:
+    """'zh' or 'en' from the request (explicit `lang` cookie, then header)."""
+    cookie = request.cookies.get("lang")
+    if cookie in ("zh", "en"):
+        return cookie
+    best = request.accept_languages.best_match(["en", "zh", "zh-CN", "zh-TW"], default="en")
+    return "zh" if best and best.startswith("zh") else "en"
+
+
+def error_response(
+    code: str,
+    message: str,
+    status: int,
+    *,
+    retry_after: float | None = None,
+    extra: dict | None = None,
+):
+    body = {"error": code, "message": message, "detail": message}
+    if extra:
+        body.update({k: v for k, v in extra.items() if k not in body})
+    response = jsonify(body)
+    response.status_code = status
+    if retry_after is not None and status in (429, 503):
+        response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    return response
+
+
+def _http_error(status: int, lang: str, *, code: str | None = None, message: str | None = None):
+    default_code, en, zh = HTTP_MESSAGES.get(status, HTTP_MESSAGES[500])
+    return error_response(code or default_code, message or (zh if lang == "zh" else en), status)
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(AppError)
+    def handle_app_error(error: AppError):
+        if error.status >= 500:
+            current_app.logger.warning(
+                "request %s failed: %s %s", g.get("request_id"), error.code, error.message_en
+            )
+        return error_response(
+            error.code,
+            error.message(preferred_language()),
+            error.status,
+            retry_after=error.retry_after,
+            extra=error.extra,
+        )
+
+    @app.errorhandler(CSRFError)
+    def handle_csrf(error: CSRFError):
+        lang = preferred_language()
+        message = (
+            "缺少或无效的 CSRF 令牌（请求头 X-CSRF-Token），请刷新页面后重试。"
+            if lang == "zh"
+            else "Missing or invalid CSRF token (header X-CSRF-Token). Reload the page and retry."
+        )
+        return error_response("csrf_failed", message, 400)
+
+    @app.errorhandler(RateLimitExceeded)
+    def handle_rate_limit(error: RateLimitExceeded):
+        # The window of the limit that was hit says when a retry can pass.
+        current = limiter.current_limit
+        retry_after = current.reset_at - time.time() if current else 60.0
+        response = _http_error(429, preferred_language())
+        response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+        return response
+
+    @app.errorhandler(HTTPException)
+    def handle_http(error: HTTPException):
+        status = error.code or 500
+        response = _http_error(status, preferred_language())
+        if status == 405 and error.valid_methods:
+            response.headers["Allow"] = ", ".join(error.valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(error: Exception):
+        # Roll back so the failed transaction can't leak into the next
+        # request on this thread; log the traceback against the request id.
+        db.session.rollback()
+        request_id = g.get("request_id") or uuid.uuid4().hex[:12]
+        current_app.logger.exception("unhandled error in request %s", request_id)
+        lang = preferred_language()
+        message = (
+            f"服务器内部错误（请求编号 {request_id}）。"
+            if lang == "zh"
+            else f"Internal server error (request id {request_id})."
+        )
+        return error_response("internal_error", message, 500, extra={"request_id": request_id})
+
+
+def validation_error_response(error):
+    """flask-openapi3's callback for pydantic failures: 422 in our shape,
+    with the field errors (location, message, type) for clients to show."""
+    errors = [
+        {
+            "loc": [str(part) for part in item.get("loc", ())],
+            "msg": item.get("msg", ""),
+            "type": item.get("type", ""),
+        }
+        for item in error.errors(include_url=False, include_context=False, include_input=False)
+    ]
+    lang = preferred_language()
+    first = errors[0] if errors else None
+    where = ".".join(first["loc"]) if first and first["loc"] else ""
+    if lang == "zh":
+        message = f"请求数据无效：{where} {first['msg']}" if first else "请求数据无效。"
+    else:
+        message = (
+            f"Invalid request data: {where} {first['msg']}" if first else "Invalid request data."
+        )
+    return error_response("validation_error", message.strip(), 422, extra={"errors": errors})

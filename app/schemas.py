@@ -1,0 +1,245 @@
+"""Request and response models (pydantic). They validate input and generate
+the OpenAPI document; views turn ORM objects into them here, in one place."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from flask import url_for
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.models import Conversation, Image, Message, User
+
+# Ids beyond a signed 64-bit integer can't exist; refuse them before SQL does.
+MAX_ID = 2**63 - 1
+
+
+class ErrorOut(BaseModel):
+    error: str = Field(description="Stable error code")
+    message: str = Field(description="Human text in the caller's language")
+    detail: str = Field(description="Same as message (earlier clients read `detail`)")
+
+
+# ---- accounts ---------------------------------------------------------------
+
+
+class Credentials(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"example": {"username": "alice", "password": "s3cret-pass"}}
+    )
+
+    username: str = Field(max_length=64)
+    password: str = Field(max_length=256)
+
+
+class PasswordChange(BaseModel):
+    current_password: str = Field(max_length=256)
+    new_password: str = Field(max_length=256)
+
+
+class UserOut(BaseModel):
+    id: int
+    username: str
+    is_admin: bool
+    created_at: datetime
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        return cls(
+            id=user.id, username=user.username, is_admin=user.is_admin, created_at=user.created_at
+        )
+
+
+class SessionOut(BaseModel):
+    authenticated: bool
+    user: UserOut | None = None
+    csrf_token: str | None = Field(
+        None, description="Send as X-CSRF-Token on cookie-authenticated writes"
+    )
+
+
+class OkOut(BaseModel):
+    ok: bool = True
+
+
+class TokenCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+
+
+class TokenOut(BaseModel):
+    id: int
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None = None
+
+
+class TokenCreatedOut(TokenOut):
+    token: str = Field(description="The secret; shown only once")
+
+
+class TokenListOut(BaseModel):
+    items: list[TokenOut]
+
+
+class TokenPath(BaseModel):
+    token_id: int = Field(ge=1, le=MAX_ID)
+
+
+# ---- conversations ----------------------------------------------------------
+
+
+class ConversationCreate(BaseModel):
+    title: str | None = Field(None, max_length=400)
+
+
+class ConversationPatch(BaseModel):
+    title: str = Field(max_length=400)
+
+
+class ConversationPath(BaseModel):
+    conv_id: int = Field(ge=1, le=MAX_ID)
+
+
+class ConversationListQuery(BaseModel):
+    limit: int = Field(30, ge=1, le=100)
+    cursor: str | None = Field(None, max_length=500)
+    q: str | None = Field(None, max_length=200, description="Title filter")
+
+
+class MessageListQuery(BaseModel):
+    limit: int = Field(30, ge=1, le=200)
+    before: str | None = Field(None, max_length=500, description="Cursor for older messages")
+
+
+class ImageRef(BaseModel):
+    id: int
+    url: str
+    thumb_url: str
+    width: int
+    height: int
+    mime: str
+    byte_size: int
+
+    @classmethod
+    def of(cls, image: Image) -> ImageRef:
+        return cls(
+            id=image.id,
+            url=url_for("conversations.get_image", image_id=image.id),
+            thumb_url=url_for("conversations.get_thumbnail", image_id=image.id),
+            width=image.width,
+            height=image.height,
+            mime=image.mime,
+            byte_size=image.byte_size,
+        )
+
+
+class ConversationOut(BaseModel):
+    id: int
+    title: str
+    created_at: datetime
+    updated_at: datetime
+    message_count: int
+    last_prompt: str | None = None
+    last_image_id: int | None = None
+    last_image_thumb_url: str | None = None
+
+    @classmethod
+    def of(cls, conversation: Conversation) -> ConversationOut:
+        thumb = None
+        if conversation.last_image_id:
+            thumb = url_for("conversations.get_thumbnail", image_id=conversation.last_image_id)
+        return cls(
+            id=conversation.id,
+            title=conversation.title,
+            created_at=conversation.created_at,
+            updated_at=conversation.updated_at,
+            message_count=conversation.message_count,
+            last_prompt=conversation.last_prompt,
+            last_image_id=conversation.last_image_id,
+            last_image_thumb_url=thumb,
+        )
+
+
+class ConversationPageOut(BaseModel):
+    items: list[ConversationOut]
+    next_cursor: str | None = None
+
+
+class MessageError(BaseModel):
+    code: str
+    message: str | None = None
+
+
+class MessageOut(BaseModel):
+    id: int
+    conversation_id: int
+    role: str
+    kind: str
+    prompt: str | None = None
+    texts: list[str] = []
+    params: dict[str, Any] = {}
+    model: str | None = None
+    finish_reasons: list[str] = []
+    usage: dict[str, int] = {}
+    duration_ms: int | None = None
+    error: MessageError | None = None
+    images: list[ImageRef] = []
+    input_images: list[ImageRef] = []
+    created_at: datetime
+
+    @classmethod
+    def of(cls, message: Message) -> MessageOut:
+        usage = {
+            key: value
+            for key, value in (
+                ("prompt_tokens", message.prompt_tokens),
+                ("output_tokens", message.output_tokens),
+                ("total_tokens", message.total_tokens),
+            )
+            if value is not None
+        }
+        links = message.image_links
+        return cls(
+            id=message.id,
+            conversation_id=message.conversation_id,
+            role=message.role,
+            kind=message.kind,
+            prompt=message.prompt,
+            texts=message.texts or [],
+            params=message.params or {},
+            model=message.model,
+            finish_reasons=message.finish_reasons or [],
+            usage=usage,
+            duration_ms=message.duration_ms,
+            error=MessageError(code=message.error_code, message=message.error_message)
+            if message.error_code
+            else None,
+            images=[ImageRef.of(link.image) for link in links if link.role == "output"],
+            input_images=[ImageRef.of(link.image) for link in links if link.role == "input"],
+            created_at=message.created_at,
+        )
+
+
+class MessagePageOut(BaseModel):
+    items: list[MessageOut]
+    next_cursor: str | None = None
+
+
+class ImagePath(BaseModel):
+    image_id: int = Field(ge=1, le=MAX_ID)
+
+
+# ---- health -----------------------------------------------------------------
+
+
+class HealthOut(BaseModel):
+    status: str
+    version: str
+    provider: str
+
+
+class ReadyOut(BaseModel):
+    status: str
+    database: str

@@ -1,0 +1,138 @@
+"""The request pipeline around every view: request id and access log,
+who the caller is (session cookie or bearer token), session lifetimes, CSRF
+for cookie-authenticated writes, security headers and CORS."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from flask import Flask, current_app, g, request, session
+from flask_login import current_user, logout_user
+
+from app.errors import Unauthorized
+from app.extensions import csrf, login_manager
+
+log = logging.getLogger("nano_banana.access")
+
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Logging in or signing up starts a session; there is none to protect yet.
+CSRF_EXEMPT_ENDPOINTS = frozenset({"auth.login", "auth.signup"})
+SEEN_WRITE_INTERVAL_S = 60
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def init_request_pipeline(app: Flask) -> None:
+    login_manager.session_protection = None  # lifetimes below; IP pinning breaks phones
+
+    @login_manager.user_loader
+    def load_user(user_key: str):
+        from app.services import accounts
+
+        return accounts.load_session_user(user_key)
+
+    @login_manager.request_loader
+    def load_user_from_bearer(req):
+        header = req.headers.get("Authorization", "")
+        if not header.lower().startswith("bearer "):
+            return None
+        from app.services import tokens
+
+        user = tokens.authenticate(header[7:].strip())
+        if user is None:
+            # A bad token is an error, not a silent fall back to anonymous.
+            raise Unauthorized(
+                "Invalid or revoked API token.",
+                "API 令牌无效或已被撤销。",
+                code="invalid_token",
+            )
+        g.auth_via = "bearer"
+        return user
+
+    @login_manager.unauthorized_handler
+    def unauthorized():
+        raise Unauthorized()
+
+    @app.before_request
+    def start_request():
+        g.request_id = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex[:16]
+        g.started = time.perf_counter()
+        g.auth_via = None
+
+    @app.before_request
+    def enforce_session_lifetime():
+        if "_user_id" not in session:
+            return
+        now = time.time()
+        created = session.get("_created", 0)
+        seen = session.get("_seen", 0)
+        absolute = current_app.config["SESSION_ABSOLUTE_DAYS"] * 86400
+        idle = current_app.config["SESSION_IDLE_HOURS"] * 3600
+        if now - created > absolute or now - seen > idle:
+            logout_user()
+            session.clear()
+            return
+        g.auth_via = "session"
+        if now - seen > SEEN_WRITE_INTERVAL_S:
+            session["_seen"] = now
+
+    @app.before_request
+    def protect_cookie_writes():
+        if request.method not in STATE_CHANGING:
+            return
+        if request.endpoint in CSRF_EXEMPT_ENDPOINTS:
+            return
+        if request.headers.get("Authorization", "").lower().startswith("bearer "):
+            return  # a bearer token is not sent by browsers on their own
+        if "_user_id" in session:
+            csrf.protect()
+
+    @app.after_request
+    def finish_request(response):
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        _apply_cors(app, response)
+        started = g.get("started")
+        duration_ms = (time.perf_counter() - started) * 1000 if started else 0.0
+        # Only a user some view already loaded: logging must not query.
+        user = g.get("_login_user")
+        user_id = str(user.id) if getattr(user, "is_authenticated", False) else "-"
+        log.info(
+            "%s %s %s %s %.1fms user=%s",
+            g.get("request_id", "-"),
+            request.method,
+            request.path,
+            response.status_code,
+            duration_ms,
+            user_id,
+        )
+        return response
+
+
+def _apply_cors(app: Flask, response) -> None:
+    origins = app.config.get("ALLOWED_ORIGINS") or []
+    origin = request.headers.get("Origin")
+    if not origins or not origin or origin not in origins:
+        return
+    response.headers["Access-Control-Allow-Origin"] = origin
+    response.headers["Access-Control-Allow-Credentials"] = "true"
+    response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, X-CSRF-Token"
+    response.headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, DELETE, OPTIONS"
+    response.headers["Access-Control-Expose-Headers"] = "Retry-After, X-Request-ID"
+    response.vary.add("Origin")
+
+
+def require_user():
+    """The logged-in user, or Unauthorized. Views call this first."""
+    if not current_user.is_authenticated:
+        raise Unauthorized()
+    return current_user._get_current_object()

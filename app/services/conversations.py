@@ -1,0 +1,284 @@
+"""Conversations and their messages: the user's own only.
+
+Someone else's conversation is indistinguishable from a missing one (404),
+so ids can't be probed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import and_, delete, func, or_, select, update
+
+from app.db_setup import write_transaction
+from app.errors import InvalidInput, NotFound
+from app.extensions import db
+from app.models import Conversation, Image, Message, MessageImage, User, utcnow
+from app.services import library
+
+DEFAULT_TITLE = "New conversation"
+TITLE_MAX = 200
+AUTO_TITLE_CHARS = 60
+
+
+def _encode_cursor(*parts) -> str:
+    return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> list:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        parts = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if not isinstance(parts, list):
+            raise ValueError
+        return parts
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidInput("Invalid cursor.", "无效的分页游标。", code="invalid_cursor") from None
+
+
+def clean_title(title: str | None) -> str:
+    title = " ".join((title or "").split())
+    if not 1 <= len(title) <= TITLE_MAX:
+        raise InvalidInput(
+            "Title must be 1–200 characters.", "标题长度须为 1–200 个字符。", code="invalid_title"
+        )
+    return title
+
+
+def create(user: User, title: str | None = None) -> Conversation:
+    title = clean_title(title) if title and title.strip() else DEFAULT_TITLE
+    now = utcnow()
+    conversation = Conversation(user_id=user.id, title=title, created_at=now, updated_at=now)
+    with write_transaction() as session:
+        session.add(conversation)
+    return conversation
+
+
+def get_owned(user: User | None, conversation_id: int) -> Conversation:
+    if user is None or not getattr(user, "is_authenticated", False):
+        raise NotFound()
+    conversation = db.session.execute(
+        select(Conversation).where(
+            Conversation.id == conversation_id, Conversation.user_id == user.id
+        )
+    ).scalar_one_or_none()
+    if conversation is None:
+        raise NotFound()
+    return conversation
+
+
+@dataclass
+class Page:
+    items: list
+    next_cursor: str | None
+
+
+def list_for(user: User, *, limit: int = 50, cursor: str | None = None, q: str | None = None):
+    stmt = select(Conversation).where(Conversation.user_id == user.id)
+    if q and q.strip():
+        pattern = q.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        stmt = stmt.where(Conversation.title.ilike(f"%{pattern}%", escape="\\"))
+    if cursor:
+        parts = _decode_cursor(cursor)
+        try:
+            updated_at = datetime.fromisoformat(parts[0])
+            last_id = int(parts[1])
+        except (IndexError, TypeError, ValueError):
+            raise InvalidInput(
+                "Invalid cursor.", "无效的分页游标。", code="invalid_cursor"
+            ) from None
+        stmt = stmt.where(
+            or_(
+                Conversation.updated_at < updated_at,
+                and_(Conversation.updated_at == updated_at, Conversation.id < last_id),
+            )
+        )
+    stmt = stmt.order_by(Conversation.updated_at.desc(), Conversation.id.desc()).limit(limit + 1)
+    rows = list(db.session.execute(stmt).scalars())
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        next_cursor = _encode_cursor(last.updated_at.isoformat(), last.id)
+    return Page(rows, next_cursor)
+
+
+def rename(user: User, conversation_id: int, title: str) -> Conversation:
+    title = clean_title(title)
+    conversation = get_owned(user, conversation_id)
+    with write_transaction() as session:
+        session.execute(
+            update(Conversation)
+            .where(Conversation.id == conversation.id, Conversation.user_id == user.id)
+            .values(title=title)
+        )
+    conversation.title = title
+    return conversation
+
+
+def delete_conversation(user: User, conversation_id: int) -> None:
+    """Delete the conversation, its messages, and the images that nothing
+    else references (rows now, files once the rows are gone for good)."""
+    conversation = get_owned(user, conversation_id)
+    with write_transaction() as session:
+        image_ids = set(
+            session.execute(
+                select(MessageImage.image_id)
+                .join(Message, Message.id == MessageImage.message_id)
+                .where(Message.conversation_id == conversation.id)
+            ).scalars()
+        )
+        session.execute(delete(Conversation).where(Conversation.id == conversation.id))
+        orphans = library.delete_orphans(session, image_ids)
+    session.expunge(conversation)
+    library.remove_files(orphans)
+
+
+def list_messages(
+    user: User, conversation_id: int, *, limit: int = 50, before: str | None = None
+) -> Page:
+    """Oldest first within the page; `next_cursor` fetches the older page."""
+    conversation = get_owned(user, conversation_id)
+    stmt = select(Message).where(Message.conversation_id == conversation.id)
+    if before:
+        parts = _decode_cursor(before)
+        try:
+            before_id = int(parts[0])
+        except (IndexError, TypeError, ValueError):
+            raise InvalidInput(
+                "Invalid cursor.", "无效的分页游标。", code="invalid_cursor"
+            ) from None
+        stmt = stmt.where(Message.id < before_id)
+    rows = list(db.session.execute(stmt.order_by(Message.id.desc()).limit(limit + 1)).scalars())
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = _encode_cursor(rows[-1].id)
+    rows.reverse()
+    return Page(rows, next_cursor)
+
+
+@dataclass
+class TurnRecord:
+    """What one generation produced (or how it failed), ready to store."""
+
+    kind: str
+    prompt: str
+    params: dict
+    inputs: list[library.StoredImage]
+    outputs: list[library.StoredImage] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    model: str | None = None
+    finish_reasons: list[str] = field(default_factory=list)
+    usage: dict = field(default_factory=dict)
+    duration_ms: int | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+def record_turn(user: User, conversation_id: int, turn: TurnRecord) -> tuple[Message, Message]:
+    """Write the user's message and the assistant's reply in one transaction,
+    and bump the conversation's counters with an atomic UPDATE (no
+    read-modify-write, so concurrent turns lose nothing)."""
+    conversation = get_owned(user, conversation_id)
+    now = utcnow()
+    with write_transaction() as session:
+        images = library.upsert_rows(session, turn.inputs + turn.outputs)
+        user_message = Message(
+            conversation_id=conversation.id,
+            role="user",
+            kind=turn.kind,
+            prompt=turn.prompt,
+            params=turn.params,
+            texts=[],
+            finish_reasons=[],
+            created_at=now,
+        )
+        reply = Message(
+            conversation_id=conversation.id,
+            role="assistant",
+            kind=turn.kind,
+            prompt=None,
+            params={},
+            texts=turn.texts,
+            model=turn.model,
+            finish_reasons=turn.finish_reasons,
+            prompt_tokens=turn.usage.get("prompt_tokens"),
+            output_tokens=turn.usage.get("output_tokens"),
+            total_tokens=turn.usage.get("total_tokens"),
+            duration_ms=turn.duration_ms,
+            error_code=turn.error_code,
+            error_message=turn.error_message,
+            created_at=now,
+        )
+        session.add_all([user_message, reply])
+        session.flush()
+        for position, stored in enumerate(turn.inputs):
+            session.add(
+                MessageImage(
+                    message_id=user_message.id,
+                    role="input",
+                    position=position,
+                    image_id=images[stored.sha256].id,
+                )
+            )
+        for position, stored in enumerate(turn.outputs):
+            session.add(
+                MessageImage(
+                    message_id=reply.id,
+                    role="output",
+                    position=position,
+                    image_id=images[stored.sha256].id,
+                )
+            )
+        values: dict = {
+            "updated_at": now,
+            "message_count": Conversation.message_count + 2,
+            "last_prompt": turn.prompt[:500],
+        }
+        if turn.outputs:
+            values["last_image_id"] = images[turn.outputs[-1].sha256].id
+        session.execute(
+            update(Conversation).where(Conversation.id == conversation.id).values(values)
+        )
+        # A conversation still named by default takes its first prompt as title.
+        session.execute(
+            update(Conversation)
+            .where(Conversation.id == conversation.id, Conversation.title == DEFAULT_TITLE)
+            .values(title=_auto_title(turn.prompt))
+        )
+    session.refresh(user_message)
+    session.refresh(reply)
+    return user_message, reply
+
+
+def _auto_title(prompt: str) -> str:
+    title = " ".join(prompt.split())
+    if len(title) > AUTO_TITLE_CHARS:
+        title = title[: AUTO_TITLE_CHARS - 1] + "…"
+    return title or DEFAULT_TITLE
+
+
+def count_messages(conversation_id: int) -> int:
+    return db.session.execute(
+        select(func.count()).select_from(Message).where(Message.conversation_id == conversation_id)
+    ).scalar_one()
+
+
+__all__ = [
+    "Conversation",
+    "Image",
+    "Page",
+    "TurnRecord",
+    "create",
+    "delete_conversation",
+    "get_owned",
+    "list_for",
+    "list_messages",
+    "record_turn",
+    "rename",
+]

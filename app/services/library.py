@@ -1,0 +1,128 @@
+"""Stored images: bytes in the ImageStore, metadata in `images`, access only
+through a message of a conversation the caller owns."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy import delete, exists, select
+from sqlalchemy.orm import Session
+
+from app.errors import NotFound
+from app.extensions import db
+from app.models import Conversation, Image, Message, MessageImage, User
+from app.services.image_store import ImageStore
+
+THUMB_SIZE = 256
+THUMB_MIME = "image/webp"
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    sha256: str
+    mime: str
+    width: int
+    height: int
+    byte_size: int
+
+
+def store() -> ImageStore:
+    return current_app.extensions["image_store"]
+
+
+def init_store(app) -> None:
+    app.extensions["image_store"] = ImageStore(app.config["IMAGE_DIR"])
+
+
+def save(clean) -> StoredImage:
+    """Write a CleanImage's bytes (file first, so no row ever points to a
+    missing file) and describe it for the database."""
+    store().put(clean.data, clean.mime, sha256=clean.sha256)
+    return StoredImage(clean.sha256, clean.mime, clean.width, clean.height, len(clean.data))
+
+
+def upsert_rows(session: Session, images: Iterable[StoredImage]) -> dict[str, Image]:
+    """The Image row for each picture, created where missing (inside the
+    caller's write transaction)."""
+    wanted = {image.sha256: image for image in images}
+    if not wanted:
+        return {}
+    rows = {
+        row.sha256: row
+        for row in session.execute(select(Image).where(Image.sha256.in_(wanted))).scalars()
+    }
+    for sha256, image in wanted.items():
+        if sha256 not in rows:
+            row = Image(
+                sha256=sha256,
+                mime=image.mime,
+                width=image.width,
+                height=image.height,
+                byte_size=image.byte_size,
+            )
+            session.add(row)
+            rows[sha256] = row
+    session.flush()
+    return rows
+
+
+def delete_orphans(session: Session, image_ids: Iterable[int]) -> list[str]:
+    """Delete the rows of those images no message links any more; return
+    their hashes so the files can go once the transaction has committed."""
+    ids = list(image_ids)
+    if not ids:
+        return []
+    linked = exists().where(MessageImage.image_id == Image.id)
+    orphans = list(
+        session.execute(select(Image.id, Image.sha256).where(Image.id.in_(ids), ~linked)).all()
+    )
+    if orphans:
+        session.execute(delete(Image).where(Image.id.in_([row.id for row in orphans])))
+    return [row.sha256 for row in orphans]
+
+
+def remove_files(hashes: Iterable[str]) -> None:
+    for sha256 in hashes:
+        store().delete(sha256)
+
+
+def readable_image(user: User | None, image_id: int) -> Image:
+    """The image, if a message in one of the user's conversations uses it."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        raise NotFound()
+    owned = (
+        select(MessageImage.image_id)
+        .join(Message, Message.id == MessageImage.message_id)
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .where(MessageImage.image_id == image_id, Conversation.user_id == user.id)
+        .limit(1)
+    )
+    image = db.session.execute(select(Image).where(Image.id.in_(owned))).scalar_one_or_none()
+    if image is None:
+        raise NotFound()
+    return image
+
+
+def image_bytes(image: Image) -> bytes:
+    data = store().get(image.sha256, image.mime)
+    if data is None:
+        raise NotFound("The image file is missing.", "图片文件缺失。", code="image_missing")
+    return data
+
+
+def thumbnail_bytes(image: Image) -> bytes:
+    """Made on first request and kept beside the original."""
+    cached = store().get(image.sha256, THUMB_MIME, variant="thumb")
+    if cached is not None:
+        return cached
+    from app.services.images import make_thumbnail
+
+    data, mime = make_thumbnail(image_bytes(image), THUMB_SIZE)
+    store().put(data, mime, variant="thumb", sha256=image.sha256)
+    return data
+
+
+def to_stored(image: Image) -> StoredImage:
+    return StoredImage(image.sha256, image.mime, image.width, image.height, image.byte_size)

@@ -1,0 +1,161 @@
+"""Configuration: one class per environment, every value read from the
+environment (and `.env`, loaded by python-dotenv before this module is used).
+
+`.env.example` documents each variable; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+BASE_DIR = Path(__file__).resolve().parent
+
+# `.env` beside the code; real environment variables win over it.
+load_dotenv(BASE_DIR / ".env", override=False)
+
+
+def env_str(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def env_int(name: str, default: int) -> int:
+    value = env_str(name)
+    return int(value) if value is not None else default
+
+
+def env_float(name: str, default: float) -> float:
+    value = env_str(name)
+    return float(value) if value is not None else default
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = env_str(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_list(name: str) -> list[str]:
+    value = env_str(name, "") or ""
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+class Config:
+    """Production-safe defaults. Subclasses only change what differs."""
+
+    TESTING = False
+    DEBUG = False
+
+    # Data lives in the instance folder unless DATA_DIR says otherwise (Docker
+    # mounts /data). The factory fills the None values from it.
+    DATA_DIR = env_str("DATA_DIR")
+    SECRET_KEY = env_str("SECRET_KEY")
+    SQLALCHEMY_DATABASE_URI = env_str("DATABASE_URL")
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {}
+    IMAGE_DIR = env_str("IMAGE_DIR")
+    LOG_DIR = env_str("LOG_DIR", str(BASE_DIR / "logs"))
+    LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+    REDIS_URL = env_str("REDIS_URL")
+
+    # Serving
+    HOST = env_str("HOST", "127.0.0.1")
+    PORT = env_int("PORT", 8000)
+    THREADS = env_int("THREADS", 0)  # 0: derived from the gate (see wsgi.py)
+    TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+    # Gemini's inline request cap is 20 MB; a bigger body could never succeed.
+    MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 20 * 1024 * 1024)
+    MAX_IMAGE_BYTES = env_int("MAX_IMAGE_BYTES", 10 * 1024 * 1024)
+    MAX_IMAGE_PIXELS = env_int("MAX_IMAGE_PIXELS", 50_000_000)
+    MAX_FORM_PARTS = env_int("MAX_FORM_PARTS", 64)
+
+    # Sessions (Flask-Session). Idle lifetime is how long a session lives
+    # without use; absolute lifetime caps it however active it is.
+    SESSION_COOKIE_NAME = "nb_session"
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+    SESSION_PERMANENT = True
+    SESSION_REFRESH_EACH_REQUEST = False
+    SESSION_IDLE_HOURS = env_float("SESSION_IDLE_HOURS", 24 * 7)
+    SESSION_ABSOLUTE_DAYS = env_float("SESSION_ABSOLUTE_DAYS", 30)
+    PERMANENT_SESSION_LIFETIME = timedelta(hours=SESSION_IDLE_HOURS)
+
+    # CSRF (Flask-WTF): header only; the token lives as long as the session.
+    WTF_CSRF_CHECK_DEFAULT = False
+    WTF_CSRF_HEADERS = ["X-CSRF-Token"]
+    WTF_CSRF_TIME_LIMIT = None
+    WTF_CSRF_SSL_STRICT = False
+
+    # Rate limits (Flask-Limiter)
+    RATELIMIT_STORAGE_URI = env_str("RATELIMIT_STORAGE_URI") or REDIS_URL or "memory://"
+    RATELIMIT_HEADERS_ENABLED = True
+    RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", True)
+    LOGIN_RATE_LIMIT = env_str("LOGIN_RATE_LIMIT", "10/minute;50/hour")
+    LOGIN_USER_RATE_LIMIT = env_str("LOGIN_USER_RATE_LIMIT", "5/minute;30/hour")
+    SIGNUP_RATE_LIMIT = env_str("SIGNUP_RATE_LIMIT", "5/minute;20/hour")
+    GENERATION_RATE_LIMIT = env_str("GENERATION_RATE_LIMIT", "30/minute;500/day")
+
+    # Accounts
+    ALLOW_SIGNUP = env_bool("ALLOW_SIGNUP", True)
+    # scrypt at OWASP's minimum (N=2^15, r=8, p=3) — see app/services/accounts.py
+    PASSWORD_HASH_METHOD = "scrypt:32768:8:3"
+    REQUIRE_AUTH_FOR_GENERATION = env_bool("REQUIRE_AUTH_FOR_GENERATION", False)
+    ALLOWED_ORIGINS = env_list("ALLOWED_ORIGINS")
+
+    # GenAI
+    GOOGLE_API_KEY = env_str("GOOGLE_API_KEY") or env_str("GEMINI_API_KEY")
+    GENAI_PROVIDER = env_str("GENAI_PROVIDER")  # gemini | offline | None (auto)
+    DEFAULT_MODEL = env_str("DEFAULT_MODEL")
+    GENAI_MODELS = env_list("GENAI_MODELS")
+    GENAI_BASE_URL = env_str("GENAI_BASE_URL")
+    GENAI_API_VERSION = env_str("GENAI_API_VERSION", "v1beta")
+    GENAI_TIMEOUT_S = env_float("GENAI_TIMEOUT_S", 60)
+    GENAI_MAX_RETRIES = env_int("GENAI_MAX_RETRIES", 2)
+    GENAI_BACKOFF_MS = env_int("GENAI_BACKOFF_MS", 500)
+    # Tunnels (ngrok, Cloudflare) cut requests near 100 s; finish before that.
+    GENAI_DEADLINE_S = env_float("GENAI_DEADLINE_S", 90)
+    GENAI_FORCE_SINGLE_ON_RETRY = env_bool("GENAI_FORCE_SINGLE_ON_RETRY", False)
+    GENAI_MAX_CONCURRENT = env_int("GENAI_MAX_CONCURRENT", 2)
+    GENAI_MIN_INTERVAL_MS = env_int("GENAI_MIN_INTERVAL_MS", 300)
+    GENAI_MAX_QUEUE = env_int("GENAI_MAX_QUEUE", 8)
+    GENAI_QUEUE_TIMEOUT_S = env_float("GENAI_QUEUE_TIMEOUT_S", 30)
+    GENAI_LEASE_S = env_float("GENAI_LEASE_S", 120)
+    HTTPS_PROXY = env_str("HTTPS_PROXY") or env_str("https_proxy")
+
+    SQLALCHEMY_TRACK_MODIFICATIONS = False
+
+
+class DevelopmentConfig(Config):
+    DEBUG = False  # waitress serves `make run`; the debugger would be a remote shell
+
+
+class ProductionConfig(Config):
+    pass
+
+
+class TestingConfig(Config):
+    TESTING = True
+    SECRET_KEY = "test-secret-key-not-for-production"
+    SQLALCHEMY_DATABASE_URI = env_str("TEST_DATABASE_URL")
+    RATELIMIT_STORAGE_URI = "memory://"
+    REDIS_URL = None
+    GOOGLE_API_KEY = None
+    GENAI_PROVIDER = "offline"
+    GENAI_MIN_INTERVAL_MS = 0
+    GENAI_MAX_RETRIES = 2
+    GENAI_BACKOFF_MS = 10
+    # Fast hashes keep the suite quick; production keeps OWASP's parameters.
+    PASSWORD_HASH_METHOD = "scrypt:1024:8:1"
+    LOG_DIR = None
+
+
+CONFIGS = {
+    "development": DevelopmentConfig,
+    "production": ProductionConfig,
+    "testing": TestingConfig,
+}

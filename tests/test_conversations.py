@@ -1,0 +1,207 @@
+"""Conversations, messages and images: ownership, pagination, cascades."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import Image, Message, MessageImage
+
+
+@pytest.fixture
+def alice(client, auth):
+    auth.signup("alice", "correct-horse-1")
+    return auth
+
+
+def create(client, auth, title=None):
+    body = {"title": title} if title is not None else {}
+    response = client.post("/conversations", json=body, headers=auth.headers())
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def test_create_and_list(client, alice):
+    first = create(client, alice, "Bananas")
+    second = create(client, alice)
+    assert first["title"] == "Bananas"
+    assert second["title"] == "New conversation"
+    items = client.get("/conversations").get_json()["items"]
+    assert [item["id"] for item in items] == [second["id"], first["id"]]
+    assert items[0]["message_count"] == 0 and items[0]["last_image_thumb_url"] is None
+
+
+def test_conversation_routes_need_login(client):
+    assert client.get("/conversations").status_code == 401
+    assert client.post("/conversations", json={}).status_code == 401
+
+
+def test_rename_trims_and_validates(client, alice):
+    conv = create(client, alice)
+    response = client.patch(
+        f"/conversations/{conv['id']}", json={"title": "  Sunny   days  "}, headers=alice.headers()
+    )
+    assert response.status_code == 200
+    assert response.get_json()["title"] == "Sunny days"
+    for bad in ["   ", "x" * 201]:
+        response = client.patch(
+            f"/conversations/{conv['id']}", json={"title": bad}, headers=alice.headers()
+        )
+        assert response.status_code == 400
+        assert response.get_json()["error"] == "invalid_title"
+
+
+def test_list_is_cursor_paginated_newest_activity_first(client, alice, seed_turn):
+    ids = [create(client, alice, f"c{i}")["id"] for i in range(7)]
+    # Activity in the oldest conversation moves it to the top.
+    seed_turn(alice.user["id"], ids[0])
+    seen, cursor = [], None
+    while True:
+        url = "/conversations?limit=3" + (f"&cursor={cursor}" if cursor else "")
+        page = client.get(url).get_json()
+        seen += [item["id"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert seen == [ids[0], *reversed(ids[1:])]
+
+
+def test_list_item_carries_last_prompt_and_thumbnail(client, alice, seed_turn):
+    conv = create(client, alice)
+    seeded = seed_turn(alice.user["id"], conv["id"], prompt="a yellow banana")
+    item = client.get("/conversations").get_json()["items"][0]
+    assert item["message_count"] == 2
+    assert item["last_prompt"] == "a yellow banana"
+    assert item["title"] == "a yellow banana"  # first prompt names a default-titled chat
+    assert item["last_image_thumb_url"] == f"/images/{seeded.image_id}/thumb"
+    thumb = client.get(item["last_image_thumb_url"])
+    assert thumb.status_code == 200 and thumb.mimetype == "image/webp"
+
+
+def test_title_filter(client, alice):
+    create(client, alice, "Banana split")
+    create(client, alice, "Apple pie")
+    create(client, alice, "100% banana")
+    titles = [i["title"] for i in client.get("/conversations?q=banana").get_json()["items"]]
+    assert sorted(titles) == ["100% banana", "Banana split"]
+    assert [i["title"] for i in client.get("/conversations?q=%25").get_json()["items"]] == [
+        "100% banana"
+    ]
+
+
+def test_messages_oldest_first_and_paginated_backwards(client, alice, seed_turn):
+    conv = create(client, alice)
+    for i in range(5):
+        seed_turn(alice.user["id"], conv["id"], prompt=f"turn {i}", color=(i * 40, 10, 10))
+    page = client.get(f"/conversations/{conv['id']}/messages?limit=4").get_json()
+    prompts = [m["prompt"] for m in page["items"] if m["role"] == "user"]
+    assert prompts == ["turn 3", "turn 4"]
+    older = client.get(
+        f"/conversations/{conv['id']}/messages?limit=4&before={page['next_cursor']}"
+    ).get_json()
+    assert [m["prompt"] for m in older["items"] if m["role"] == "user"] == ["turn 1", "turn 2"]
+    rest = client.get(
+        f"/conversations/{conv['id']}/messages?limit=4&before={older['next_cursor']}"
+    ).get_json()
+    assert [m["prompt"] for m in rest["items"] if m["role"] == "user"] == ["turn 0"]
+    assert rest["next_cursor"] is None
+
+
+def test_messages_reference_images_by_url_not_base64(client, alice, seed_turn):
+    conv = create(client, alice)
+    seeded = seed_turn(alice.user["id"], conv["id"])
+    messages = client.get(f"/conversations/{conv['id']}/messages").get_json()["items"]
+    reply = messages[-1]
+    assert reply["role"] == "assistant"
+    image = reply["images"][0]
+    assert image == {
+        "id": seeded.image_id,
+        "url": f"/images/{seeded.image_id}",
+        "thumb_url": f"/images/{seeded.image_id}/thumb",
+        "width": 32,
+        "height": 24,
+        "mime": "image/png",
+        "byte_size": image["byte_size"],
+    }
+    assert len(str(messages)) < 3000
+
+
+def test_image_is_cached_with_strong_etag(client, alice, seed_turn):
+    conv = create(client, alice)
+    seeded = seed_turn(alice.user["id"], conv["id"])
+    response = client.get(f"/images/{seeded.image_id}")
+    assert response.status_code == 200
+    assert response.data.startswith(b"\x89PNG")
+    assert response.headers["Cache-Control"] == "private, max-age=31536000, immutable"
+    etag = response.headers["ETag"]
+    assert etag.startswith('"') and not etag.startswith("W/")
+    again = client.get(f"/images/{seeded.image_id}", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.data == b""
+    thumb = client.get(f"/images/{seeded.image_id}/thumb")
+    again = client.get(
+        f"/images/{seeded.image_id}/thumb", headers={"If-None-Match": thumb.headers["ETag"]}
+    )
+    assert again.status_code == 304
+
+
+def test_other_users_get_404_on_every_route(client, alice, seed_turn, app):
+    conv = create(client, alice, "private")
+    seeded = seed_turn(alice.user["id"], conv["id"])
+    bob = app.test_client()
+    response = bob.post("/auth/signup", json={"username": "bob", "password": "correct-horse-2"})
+    headers = {"X-CSRF-Token": response.get_json()["csrf_token"]}
+    cid, iid = conv["id"], seeded.image_id
+    attempts = [
+        bob.get(f"/conversations/{cid}"),
+        bob.get(f"/conversations/{cid}/messages"),
+        bob.patch(f"/conversations/{cid}", json={"title": "mine now"}, headers=headers),
+        bob.delete(f"/conversations/{cid}", headers=headers),
+        bob.get(f"/images/{iid}"),
+        bob.get(f"/images/{iid}/thumb"),
+    ]
+    for response in attempts:
+        assert response.status_code == 404, response.request.path
+        assert response.get_json()["error"] == "not_found"
+    # and alice still has everything
+    assert client.get(f"/conversations/{cid}").get_json()["title"] == "private"
+    assert bob.get("/conversations").get_json()["items"] == []
+
+
+def test_anonymous_cannot_read_images(client, alice, seed_turn, app):
+    conv = create(client, alice)
+    seeded = seed_turn(alice.user["id"], conv["id"])
+    assert app.test_client().get(f"/images/{seeded.image_id}").status_code == 401
+
+
+def test_missing_and_huge_ids_are_404_or_422_never_500(client, alice):
+    assert client.get("/conversations/999999").status_code == 404
+    for path in ["/conversations/99999999999999999999999", "/conversations/abc", "/images/-1"]:
+        response = client.get(path)
+        assert response.status_code in (404, 422), path
+        assert "error" in response.get_json()
+
+
+def test_delete_cascades_messages_and_orphan_images(client, alice, seed_turn, app):
+    keep = create(client, alice, "keep")
+    drop = create(client, alice, "drop")
+    shared = seed_turn(alice.user["id"], keep["id"], color=(1, 2, 3))
+    seed_turn(alice.user["id"], drop["id"], color=(1, 2, 3))  # same bytes: shared image
+    only = seed_turn(alice.user["id"], drop["id"], color=(9, 9, 9))
+    store = app.extensions["image_store"]
+    with app.app_context():
+        only_sha = db.session.get(Image, only.image_id).sha256
+    assert store.exists(only_sha)
+
+    response = client.delete(f"/conversations/{drop['id']}", headers=alice.headers())
+    assert response.status_code == 204
+    assert client.get(f"/conversations/{drop['id']}").status_code == 404
+    with app.app_context():
+        assert db.session.get(Image, only.image_id) is None
+        assert db.session.get(Image, shared.image_id) is not None
+        remaining = db.session.execute(select(func.count()).select_from(Message)).scalar()
+        assert remaining == 2
+        links = db.session.execute(select(func.count()).select_from(MessageImage)).scalar()
+        assert links == 1
+    assert not store.exists(only_sha)
+    assert client.get(f"/images/{shared.image_id}").status_code == 200

@@ -1,0 +1,87 @@
+"""Every error, one JSON shape: {error, message, detail}, in zh or en."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def assert_error_shape(response, status, code=None):
+    assert response.status_code == status
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    assert set(body) >= {"error", "message", "detail"}
+    assert body["message"] == body["detail"] and body["message"]
+    if code:
+        assert body["error"] == code
+    return body
+
+
+def test_404_is_json(client):
+    assert_error_shape(client.get("/no/such/route"), 404, "not_found")
+
+
+def test_405_is_json_with_allow(client):
+    response = client.put("/conversations")
+    assert_error_shape(response, 405, "method_not_allowed")
+    assert "GET" in response.headers["Allow"]
+
+
+def test_422_on_invalid_body(client):
+    body = assert_error_shape(client.post("/auth/login", json={"username": 1}), 422)
+    assert body["error"] == "validation_error"
+    assert body["errors"]
+
+
+def test_422_on_non_json_body(client):
+    response = client.post("/auth/login", data="not json", content_type="text/plain")
+    assert_error_shape(response, 422, "validation_error")
+
+
+def test_413_when_body_too_large(app_factory):
+    app = app_factory(MAX_CONTENT_LENGTH=1024)
+    response = app.test_client().post(
+        "/auth/login", data=b"x" * 4096, content_type="application/json"
+    )
+    assert_error_shape(response, 413, "payload_too_large")
+
+
+def test_500_is_json_without_traceback_and_rolls_back(app, client, monkeypatch):
+    from app.services import conversations
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("secret internals")
+
+    client.post("/auth/signup", json={"username": "alice", "password": "correct-horse-1"})
+    monkeypatch.setattr(conversations, "list_for", explode)
+    response = client.get("/conversations")
+    body = assert_error_shape(response, 500, "internal_error")
+    assert "secret internals" not in response.get_data(as_text=True)
+    assert body["request_id"] in body["message"]
+
+
+def test_message_follows_accept_language(client):
+    zh = client.get("/nope", headers={"Accept-Language": "zh-CN,zh;q=0.9"}).get_json()
+    en = client.get("/nope", headers={"Accept-Language": "en-US"}).get_json()
+    assert zh["message"] == "未找到。"
+    assert en["message"] == "Not found."
+
+
+def test_domain_errors_are_translated(client):
+    response = client.post(
+        "/auth/login",
+        json={"username": "nobody", "password": "wrong-pass-1"},
+        headers={"Accept-Language": "zh"},
+    )
+    assert (
+        assert_error_shape(response, 401, "invalid_credentials")["message"] == "用户名或密码错误。"
+    )
+
+
+@pytest.mark.parametrize("path", ["/health", "/", "/conversations", "/openapi.json"])
+def test_security_headers_on_every_response(client, path):
+    headers = client.get(path).headers
+    assert "script-src 'self'" in headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Referrer-Policy"] == "same-origin"
+    assert headers["X-Request-ID"]

@@ -1,0 +1,53 @@
+"""Liveness, readiness, and the generated OpenAPI document."""
+
+from __future__ import annotations
+
+from app.extensions import db
+
+
+def test_health_reports_provider_and_version(client):
+    body = client.get("/health").get_json()
+    assert body["status"] == "ok"
+    assert body["provider"] == "offline"
+    assert body["version"]
+
+
+def test_health_touches_no_database(app, client):
+    statements = []
+    from sqlalchemy import event
+
+    with app.app_context():
+        engine = db.engine
+
+    def record(*args, **kwargs):
+        statements.append(args)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        client.set_cookie("nb_session", "some-session-id")
+        assert client.get("/health").status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert statements == []
+
+
+def test_ready_checks_database(client):
+    body = client.get("/ready").get_json()
+    assert body["status"] == "ok"
+    assert body["database"] in ("sqlite", "postgresql")
+
+
+def test_openapi_document_lists_the_api(client):
+    spec = client.get("/openapi.json").get_json()
+    assert spec["openapi"].startswith("3.")
+    for path in ["/auth/signup", "/auth/login", "/me", "/conversations", "/health"]:
+        assert path in spec["paths"], path
+    assert "/conversations/{conv_id}/messages" in spec["paths"]
+
+
+def test_docs_page_uses_local_assets_only(client):
+    html = client.get("/docs").get_data(as_text=True)
+    assert "/docs/assets/js/swagger-ui-bundle.js" in html
+    assert "http://" not in html and "https://" not in html
+    assert "<script>" not in html  # nothing inline: the CSP allows none
+    assert client.get("/docs/assets/js/swagger-ui-bundle.js").status_code == 200

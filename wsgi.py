@@ -1,0 +1,13 @@
+"""WSGI entry point: `app` for any WSGI server; `python wsgi.py` serves it
+with waitress (see app/serving.py)."""
+
+from __future__ import annotations
+
+from app import create_app
+
+app = create_app()
+
+if __name__ == "__main__":
+    from app.serving import serve
+
+    serve(app)
