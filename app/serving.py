@@ -4,15 +4,29 @@ Thread count: a generation holds its thread for the whole upstream call, and
 so does each caller waiting in the gate's queue. The pool is sized so that
 with every slot and queue place taken there are still threads for /health,
 login and history.
+
+Nothing here is POSIX-only: the same `python wsgi.py` runs on Windows.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from flask import Flask
 
 SPARE_THREADS = 8
+# Room for multipart boundaries and headers on top of MAX_CONTENT_LENGTH, so a
+# body Flask would accept is never cut off by waitress first, and one Flask
+# would refuse gets Flask's JSON 413 rather than waitress's plain-text one.
+BODY_SLACK_BYTES = 64 * 1024
+# An idle keep-alive connection is closed after this; a connection with a
+# request in progress is never idle (waitress only reaps channels with no
+# request), so a long generation is not cut.
+CHANNEL_TIMEOUT_S = 120
 
 
 def thread_count(config) -> int:
@@ -21,12 +35,47 @@ def thread_count(config) -> int:
     return int(config["GENAI_MAX_CONCURRENT"]) + int(config["GENAI_MAX_QUEUE"]) + SPARE_THREADS
 
 
-def upgrade_database(app: Flask) -> None:
+@contextmanager
+def _loggers_kept() -> Iterator[None]:
+    """Alembic's env.py calls logging.config.fileConfig(), which disables
+    every logger that already exists — ours (access log, app.log) included.
+    Put their state back once the migration is done."""
+    manager = logging.Logger.manager
+    existing = {
+        name: logger.disabled
+        for name, logger in manager.loggerDict.items()
+        if isinstance(logger, logging.Logger)
+    }
+    try:
+        yield
+    finally:
+        for name, disabled in existing.items():
+            logging.getLogger(name).disabled = disabled
+
+
+def upgrade_database(app: Flask, revision: str = "head") -> None:
     """Apply migrations at start, so an upgrade never needs a manual step."""
     from flask_migrate import upgrade
 
-    with app.app_context():
-        upgrade()
+    with app.app_context(), _loggers_kept():
+        upgrade(revision=revision)
+
+
+def _stop_on_terminate() -> None:
+    """`docker stop` and service managers send SIGTERM (Windows' Ctrl+Break:
+    SIGBREAK). As PID 1 in a container Python would ignore SIGTERM, and
+    elsewhere it would die on the spot; instead take the same path as Ctrl+C:
+    waitress stops accepting, gives running requests a few seconds, returns."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers can only be set from the main thread
+
+    def stop(signum, _frame):
+        raise KeyboardInterrupt
+
+    for name in ("SIGTERM", "SIGBREAK"):
+        number = getattr(signal, name, None)
+        if number is not None:
+            signal.signal(number, stop)
 
 
 def serve(app: Flask) -> None:
@@ -43,17 +92,30 @@ def serve(app: Flask) -> None:
         threads,
         app.extensions["genai"].provider_name,
     )
-    waitress_serve(
-        app,
-        host=config["HOST"],
-        port=int(config["PORT"]),
-        threads=threads,
-        # The body is refused before it is read when it can't be accepted.
-        max_request_body_size=int(config["MAX_CONTENT_LENGTH"]) + 64 * 1024,
-        # Idle keep-alive connections are closed after this; a generation in
-        # progress isn't idle.
-        channel_timeout=120,
-        # A home server behind a tunnel: a bounded number of sockets.
-        connection_limit=max(100, threads * 8),
-        ident="nano-banana",
-    )
+    _stop_on_terminate()
+    try:
+        waitress_serve(
+            app,
+            host=config["HOST"],
+            port=int(config["PORT"]),
+            threads=threads,
+            # The body is refused before it is read when it can't be accepted.
+            max_request_body_size=int(config["MAX_CONTENT_LENGTH"]) + BODY_SLACK_BYTES,
+            channel_timeout=CHANNEL_TIMEOUT_S,
+            # A home server behind a tunnel: a bounded number of sockets.
+            connection_limit=max(100, threads * 8),
+            ident="nano-banana",
+        )
+    finally:
+        _shut_down(app)
+
+
+def _shut_down(app: Flask) -> None:
+    from app.extensions import db
+
+    app.logger.info("stopped")
+    with app.app_context():
+        db.engine.dispose()
+    app.extensions["genai"].close()
+    for handler in app.logger.handlers:
+        handler.flush()

@@ -35,8 +35,11 @@ Standard library plus Pillow only, so it also runs as a subprocess::
 
 with control endpoints on the same port: ``GET /_fake/stats``,
 ``POST /_fake/reset``, ``POST /_fake/config`` ``{latency, image_kb,
-image_size}`` and ``POST /_fake/script`` ``["rate_limited", {"fault":
-"error", "code": 500}, ...]``.
+image_size, api_key}``, ``POST /_fake/script`` ``["rate_limited", {"fault":
+"error", "code": 500, "status": "INTERNAL", "message": "boom"}, ...]``
+(replaces the queue) and ``POST /_fake/enqueue`` (one fault, appended). The
+stats' ``start_times`` are ``time.monotonic()`` of the server process; on
+Linux that clock is system-wide, so a parent process can compare them.
 """
 
 from __future__ import annotations
@@ -84,7 +87,8 @@ class Fault:
 
     ``body`` is JSON-ready; ``raw`` is sent verbatim instead (broken JSON);
     ``delay_s`` is slept before answering, on top of the server latency;
-    ``reset`` drops the connection without any answer.
+    ``reset`` drops the connection without any answer; ``headers`` are added
+    to the answer (a relay's ``Retry-After``, say).
     """
 
     name: str
@@ -93,6 +97,7 @@ class Fault:
     raw: bytes | None = None
     delay_s: float = 0.0
     reset: bool = False
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 def _usage(prompt_tokens: int = 12, output_tokens: int = 1290) -> dict:
@@ -179,7 +184,9 @@ def _quota_failure(quota_id: str) -> dict:
         "@type": "type.googleapis.com/google.rpc.QuotaFailure",
         "violations": [
             {
-                "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+                "quotaMetric": (
+                    "generativelanguage.googleapis.com/generate_content_free_tier_requests"
+                ),
                 "quotaId": quota_id,
                 "quotaDimensions": {"location": "global", "model": "{model}"},
                 "quotaValue": "10",
@@ -285,7 +292,8 @@ def model_not_found() -> Fault:
     # {model} and {api_version} are filled in from the request path.
     message = (
         "models/{model} is not found for API version {api_version}, or is not supported for "
-        "generateContent. Call ListModels to see the list of available models and their supported methods."
+        "generateContent. Call ListModels to see the list of available models "
+        "and their supported methods."
     )
     return Fault("model_not_found", **_error_fields(404, "NOT_FOUND", message))
 
@@ -792,11 +800,12 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if fault.raw is not None:
                 status = fault.status
-                self._send_bytes(status, fault.raw)
+                self._send_bytes(status, fault.raw, headers=fault.headers)
                 return
             try:
                 answer = self._materialize(fault.body or {}, model, api_version, body)
                 status = fault.status
+            # A bug in the fake must show up as an answer, not a dropped connection.
             except Exception as exc:
                 status = 500
                 answer = {
@@ -806,7 +815,7 @@ class _Handler(BaseHTTPRequestHandler):
                         "status": "INTERNAL",
                     }
                 }
-            self._send_json(status, answer)
+            self._send_json(status, answer, headers=fault.headers)
         except (BrokenPipeError, ConnectionResetError):
             # The client gave up (its timeout fired during hang()).
             self.close_connection = True
@@ -843,18 +852,23 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _send_json(self, status: int, payload: Any) -> None:
-        self._send_bytes(status, json.dumps(payload).encode(), "application/json; charset=UTF-8")
+    def _send_json(
+        self, status: int, payload: Any, headers: tuple[tuple[str, str], ...] = ()
+    ) -> None:
+        self._send_bytes(status, json.dumps(payload).encode(), headers=headers)
 
     def _send_bytes(
         self,
         status: int,
         data: bytes,
         content_type: str = "application/json; charset=UTF-8",
+        headers: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
+        for name, value in headers:
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
 

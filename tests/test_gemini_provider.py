@@ -278,6 +278,64 @@ def test_upstream_faults_map_to_stable_codes(
     assert error.message_en != error.message_zh
 
 
+@pytest.mark.parametrize(
+    ("fault", "code", "status"),
+    [
+        (fakes.error(413, "PAYLOAD_TOO_LARGE", "Too large"), "upstream_request_too_large", 413),
+        (
+            fakes.bad_request("Request payload size exceeds the limit: 20971520 bytes."),
+            "upstream_request_too_large",
+            413,
+        ),
+        (fakes.error(401, "UNAUTHENTICATED", "Missing credentials"), "upstream_key_invalid", 502),
+        (
+            fakes.error(403, "PERMISSION_DENIED", "Your API key was reported as leaked."),
+            "upstream_key_invalid",
+            502,
+        ),
+        (
+            fakes.error(
+                403,
+                "PERMISSION_DENIED",
+                "Requests to this API method are blocked.",
+                [fakes._error_info("API_KEY_SERVICE_BLOCKED")],
+            ),
+            "upstream_key_restricted",
+            502,
+        ),
+        (fakes.error(408, "DEADLINE_EXCEEDED", "Request timed out"), "upstream_timeout", 504),
+        # A relay's HTML error page instead of Google's JSON.
+        (
+            fakes.Fault("relay_html", status=502, raw=b"<html>502 Bad Gateway</html>"),
+            "upstream_error",
+            502,
+        ),
+    ],
+    ids=["413", "payload-size", "401", "leaked", "service-blocked", "408", "relay-html"],
+)
+def test_less_common_upstream_faults_map_too(provider, fake_gemini, fault, code, status):  # noqa: F811
+    fake_gemini.enqueue(fault)
+
+    error = failure(provider)
+
+    assert (error.code, error.status) == (code, status)
+
+
+def test_relay_retry_after_header_is_used_without_retry_info(provider, fake_gemini):  # noqa: F811
+    fake_gemini.enqueue(
+        fakes.Fault(
+            "relay_429",
+            status=429,
+            body={"error": {"code": 429, "message": "slow down", "status": "RESOURCE_EXHAUSTED"}},
+            headers=(("Retry-After", "3"),),
+        )
+    )
+
+    error = failure(provider)
+
+    assert (error.code, error.retry_after) == ("upstream_rate_limited", 3.0)
+
+
 def test_daily_quota_is_exhausted_not_rate_limited(provider, fake_gemini):  # noqa: F811
     # The body also carries a RetryInfo; waiting it out would not help.
     fake_gemini.enqueue(fakes.quota_per_day(retry_delay="43s"))

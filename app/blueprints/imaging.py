@@ -1,7 +1,138 @@
-"""Generation, editing and composition."""
+"""Generation, editing and composition (/v1/*) and the model catalog."""
 
 from __future__ import annotations
 
+import base64
+
+from flask import current_app
+from flask_login import current_user
 from flask_openapi3 import APIBlueprint, Tag
 
-bp = APIBlueprint("imaging", __name__, abp_tags=[Tag(name="imaging")])
+from app.errors import Unauthorized
+from app.extensions import limiter
+from app.net import client_address
+from app.schemas import ErrorOut, MessageOut
+from app.schemas_imaging import GenerateBody, ImageForm, ImagingOut, ModelsOut
+from app.services import imaging
+
+bp = APIBlueprint("imaging", __name__, url_prefix="/v1", abp_tags=[Tag(name="imaging")])
+
+ERRORS = {
+    400: ErrorOut,
+    401: ErrorOut,
+    404: ErrorOut,
+    413: ErrorOut,
+    415: ErrorOut,
+    422: ErrorOut,
+    429: ErrorOut,
+    502: ErrorOut,
+    503: ErrorOut,
+    504: ErrorOut,
+}
+
+
+def _generation_limit() -> str:
+    return current_app.config["GENERATION_RATE_LIMIT"]
+
+
+def _caller_key() -> str:
+    """Per user when logged in (session or token), else per address."""
+    if current_user.is_authenticated:
+        return f"user:{current_user.id}"
+    return f"ip:{client_address()}"
+
+
+def _caller():
+    if current_user.is_authenticated:
+        return current_user._get_current_object()
+    if current_app.config["REQUIRE_AUTH_FOR_GENERATION"]:
+        raise Unauthorized(
+            "Log in or send an API token (Authorization: Bearer) to generate images.",
+            "请登录或使用 API 令牌（Authorization: Bearer）后再生成图片。",
+        )
+    return None
+
+
+def _params(options) -> imaging.ImagingParams:
+    return imaging.ImagingParams(
+        model=options.model,
+        temperature=options.temperature,
+        top_p=options.top_p,
+        top_k=options.top_k,
+        candidate_count=options.candidate_count,
+        seed=options.seed,
+        max_output_tokens=options.max_output_tokens,
+        aspect_ratio=options.aspect_ratio,
+        image_size=options.image_size,
+    )
+
+
+def _respond(result: imaging.ImagingResult):
+    out = ImagingOut(
+        images=[base64.b64encode(image.data).decode("ascii") for image in result.images],
+        texts=result.texts,
+        image_ids=result.image_ids,
+        model=result.model,
+        finish_reasons=result.finish_reasons,
+        usage=result.usage,
+        warnings=result.warnings,
+        duration_ms=result.duration_ms,
+        conversation_id=result.conversation_id,
+        user_message=MessageOut.of(result.user_message) if result.user_message else None,
+        message=MessageOut.of(result.message) if result.message else None,
+    )
+    return out.model_dump(mode="json")
+
+
+def _run_multipart(kind, form: ImageForm):
+    user = _caller()
+    uploads = [imaging.Upload(data=f.read(), filename=f.filename) for f in form.files]
+    result = imaging.run(
+        kind=kind,
+        prompt=form.prompt,
+        params=_params(form),
+        user=user,
+        uploads=uploads,
+        source_image_ids=form.source_image_ids,
+        conv_id=form.conv_id,
+    )
+    return _respond(result)
+
+
+@bp.get("/models", responses={200: ModelsOut})
+def list_models():
+    """The models offered, what each accepts, and the active provider."""
+    service = imaging.genai()
+    return ModelsOut(
+        provider=service.provider_name,
+        default_model=service.catalog.default.id,
+        models=[model.as_dict() for model in service.catalog.models],
+    ).model_dump()
+
+
+@bp.post("/generate", responses={200: ImagingOut, **ERRORS})
+@limiter.limit(_generation_limit, key_func=_caller_key)
+def generate(body: GenerateBody):
+    """Text to image. Returns base64 PNGs (`images`) and the model's `texts`."""
+    result = imaging.run(
+        kind="generate",
+        prompt=body.prompt,
+        params=_params(body),
+        user=_caller(),
+        conv_id=body.conv_id,
+    )
+    return _respond(result)
+
+
+@bp.post("/edit", responses={200: ImagingOut, **ERRORS})
+@limiter.limit(_generation_limit, key_func=_caller_key)
+def edit(form: ImageForm):
+    """Edit one image (upload `files` or name `source_image_ids`) by prompt."""
+    return _run_multipart("edit", form)
+
+
+@bp.post("/compose", responses={200: ImagingOut, **ERRORS})
+@limiter.limit(_generation_limit, key_func=_caller_key)
+def compose(form: ImageForm):
+    """Compose two or more images (tile, blend, transfer a style)."""
+    return _run_multipart("compose", form)

@@ -8,6 +8,7 @@ Flask.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import struct
@@ -219,12 +220,10 @@ def _identify_other_format(data: bytes) -> str | None:
 
 
 def _apply_exif_orientation(image: Image.Image) -> None:
-    try:
+    # Phone pictures re-saved by other apps often carry a damaged EXIF block;
+    # their pixels are fine, so keep them and lose only the rotation hint.
+    with contextlib.suppress(*_MALFORMED_IMAGE_ERRORS):
         ImageOps.exif_transpose(image, in_place=True)
-    except _MALFORMED_IMAGE_ERRORS:
-        # Phone pictures re-saved by other apps often carry a damaged EXIF
-        # block; their pixels are fine, so keep them and lose only the hint.
-        pass
 
 
 def _to_rgb_or_rgba(image: Image.Image) -> Image.Image:

@@ -129,11 +129,13 @@ class GeminiProvider:
             raise ValueError("GeminiProvider needs an API key")
         self._api_key = api_key.strip()
         self._timeout_s = timeout_s
-        # The SDK builds its own httpx2.Client(**client_args). httpx2 clients
-        # default to trust_env=True, so without a `transport` they read
-        # HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY from the environment
-        # when the client is created; nothing to do for those. An explicit
-        # proxy goes in client_args and wins over the environment.
+        # The SDK builds its own httpx2.Client(**client_args) (httpx2 is the
+        # google-genai 3.x default backend). httpx2 clients default to
+        # trust_env=True, so without a `transport` they read HTTPS_PROXY /
+        # HTTP_PROXY / ALL_PROXY / NO_PROXY from the environment when the
+        # client is created: nothing to do for those. An explicit proxy goes
+        # in client_args; httpx2 then routes everything ("all://") through it
+        # and ignores the environment, NO_PROXY included.
         client_args = {"proxy": proxy} if proxy else None
         self._client = genai.Client(
             api_key=self._api_key,
@@ -143,7 +145,8 @@ class GeminiProvider:
                 # Milliseconds. httpx2 applies it to each phase (connect, each
                 # read, write), not to the whole call; the SDK also sends it to
                 # Google as X-Server-Timeout.
-                timeout=int(timeout_s * 1000),
+                # (0 would mean "no timeout" to the SDK, hence at least 1 ms.)
+                timeout=max(1, round(timeout_s * 1000)),
                 # attempts=1: no SDK retries; the GenAI service retries
                 # through its gate and honours RetryInfo itself.
                 retry_options=types.HttpRetryOptions(attempts=1),
@@ -180,7 +183,8 @@ class GeminiProvider:
             raise UpstreamError(
                 f"Could not reach the image model ({type(exc).__name__}). "
                 "Check the network, GENAI_BASE_URL and HTTPS_PROXY.",
-                f"无法连接图像模型（{type(exc).__name__}）。请检查网络、GENAI_BASE_URL 和 HTTPS_PROXY 设置。",
+                f"无法连接图像模型（{type(exc).__name__}）。"
+                "请检查网络、GENAI_BASE_URL 和 HTTPS_PROXY 设置。",
                 code="upstream_unreachable",
                 status=502,
                 retryable=True,
@@ -231,14 +235,16 @@ class GeminiProvider:
         if not images and undecodable_images:
             raise _bad_response(
                 "undecodable image",
-                en="The image model returned image data that is not a valid image. Please try again.",
+                en="The image model returned image data that is not a valid image. "
+                "Please try again.",
                 zh="图像模型返回的图片数据已损坏，无法读取，请重试。",
             )
         if not images and finish_reason in _BLOCKING_FINISH_REASONS:
             raise self._content_blocked(finish_reason, "output", texts)
         if not images and not texts:
             raise UpstreamError(
-                "The image model returned no image and no text. Please try again or rephrase the prompt.",
+                "The image model returned no image and no text. "
+                "Please try again or rephrase the prompt.",
                 "图像模型没有返回图片或文字，请重试或修改提示词。",
                 code="no_content",
                 status=502,
@@ -302,7 +308,8 @@ class GeminiProvider:
                 return UpstreamError(
                     "This API key has no quota for this model (limit 0). "
                     "Image models usually need billing enabled on the key's Google Cloud project.",
-                    "该 API 密钥没有此模型的配额（上限为 0）。图像模型通常需要为密钥所属的 Google Cloud 项目开通结算。",
+                    "该 API 密钥没有此模型的配额（上限为 0）。"
+                    "图像模型通常需要为密钥所属的 Google Cloud 项目开通结算。",
                     code="upstream_quota_exhausted",
                     status=429,
                     retryable=False,
@@ -310,9 +317,11 @@ class GeminiProvider:
                 )
             if upstream.is_daily_quota:
                 return UpstreamError(
-                    "The API key's daily quota for this model is used up. Try again after it resets "
-                    "(midnight Pacific time) or enable billing for the key's project.",
-                    "该 API 密钥对此模型的每日配额已用完。请在配额重置后（太平洋时间午夜）重试，或为密钥所属项目开通结算。",
+                    "The API key's daily quota for this model is used up. "
+                    "Try again after it resets (midnight Pacific time) "
+                    "or enable billing for the key's project.",
+                    "该 API 密钥对此模型的每日配额已用完。"
+                    "请在配额重置后（太平洋时间午夜）重试，或为密钥所属项目开通结算。",
                     code="upstream_quota_exhausted",
                     status=429,
                     retry_after=_seconds_until_pacific_midnight(),
@@ -332,14 +341,15 @@ class GeminiProvider:
         if upstream.reasons & _KEY_RESTRICTION_REASONS or (
             "referer" in lowered and "blocked" in lowered
         ):
+            why = extra.get("upstream_reason") or _clip(message)
             return UpstreamError(
-                "Google refused this server's requests because the API key is restricted "
-                f"({extra.get('upstream_reason') or message}). Use a server API key: in Google Cloud Console "
-                "→ APIs & Services → Credentials, set Application restrictions to None and "
+                f"Google refused this server's requests because the API key is restricted ({why}). "
+                "Use a server API key: in Google Cloud Console → APIs & Services → Credentials, "
+                "set Application restrictions to None and "
                 "API restrictions to Generative Language API.",
-                "API 密钥设置了限制，Google 拒绝了本服务器的请求"
-                f"（{extra.get('upstream_reason') or message}）。请使用服务器专用密钥：在 Google Cloud 控制台 → "
-                "API 和服务 → 凭据 中，将“应用限制”设为“无”，将“API 限制”设为 Generative Language API。",
+                f"API 密钥设置了限制，Google 拒绝了本服务器的请求（{why}）。"
+                "请使用服务器专用密钥：在 Google Cloud 控制台 → API 和服务 → 凭据 中，"
+                "将“应用限制”设为“无”，将“API 限制”设为 Generative Language API。",
                 code="upstream_key_restricted",
                 status=502,
                 retryable=False,
@@ -350,10 +360,12 @@ class GeminiProvider:
             upstream.reasons & _KEY_INVALID_REASONS
             or "api key not valid" in lowered
             or "api key expired" in lowered
+            or ("api key" in lowered and "leaked" in lowered)
             or code == 401
         ):
             return UpstreamError(
-                "Google rejected the API key as invalid or expired. Check GOOGLE_API_KEY / GEMINI_API_KEY.",
+                "Google rejected the API key as invalid or expired. "
+                "Check GOOGLE_API_KEY / GEMINI_API_KEY.",
                 "API 密钥无效或已过期，已被 Google 拒绝。请检查 GOOGLE_API_KEY / GEMINI_API_KEY。",
                 code="upstream_key_invalid",
                 status=502,
@@ -364,9 +376,10 @@ class GeminiProvider:
         if "user location is not supported" in lowered:
             return UpstreamError(
                 "Google does not offer the Gemini API in this server's location. "
-                "Set GENAI_BASE_URL to a relay in a supported region, or route traffic through HTTPS_PROXY.",
-                "Gemini API 不支持本服务器所在的地区。请将 GENAI_BASE_URL 设为受支持地区的中转地址，"
-                "或通过 HTTPS_PROXY 设置代理。",
+                "Set GENAI_BASE_URL to a relay in a supported region, "
+                "or route traffic through HTTPS_PROXY.",
+                "Gemini API 不支持本服务器所在的地区。"
+                "请将 GENAI_BASE_URL 设为受支持地区的中转地址，或通过 HTTPS_PROXY 设置代理。",
                 code="upstream_region_unsupported",
                 status=502,
                 retryable=False,

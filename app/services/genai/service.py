@@ -1,17 +1,249 @@
-"""GenAIService (filled in by the imaging work)."""
+"""GenAIService: one per app (app.extensions["genai"]), shared by every
+blueprint. It owns the provider (and so the one long-lived genai.Client),
+the model catalog, the gate and the retry policy.
+
+A request for N images is N upstream calls, one after another, each through
+the gate and each with its own retries, all within one overall deadline.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
+from dataclasses import dataclass, field, replace
 
-class GenAIService:
-    def __init__(self, provider_name: str) -> None:
-        self.provider_name = provider_name
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_random_exponential,
+)
 
-    @classmethod
-    def from_config(cls, config) -> GenAIService:
-        forced = (config.get("GENAI_PROVIDER") or "").lower()
-        name = forced or ("gemini" if config.get("GOOGLE_API_KEY") else "offline")
-        return cls(name)
+from app.errors import AppError, UpstreamError
+from app.services.genai.catalog import Catalog
+from app.services.genai.gate import LocalGate
+from app.services.genai.types import GenerationRequest, Provider, ProviderResult
+
+log = logging.getLogger("nano_banana.genai")
+
+MAX_CANDIDATES = 6
+MAX_BACKOFF_S = 20.0
+
+
+class ProviderNotConfigured(AppError):
+    code = "provider_not_configured"
+    status = 503
+    message_en = (
+        "GENAI_PROVIDER=gemini but no API key is set. Set GOOGLE_API_KEY (or GEMINI_API_KEY), "
+        "or unset GENAI_PROVIDER to use the offline engine."
+    )
+    message_zh = (
+        "已设置 GENAI_PROVIDER=gemini，但未配置 API 密钥。请设置 GOOGLE_API_KEY（或 GEMINI_API_KEY），"
+        "或取消 GENAI_PROVIDER 以使用离线引擎。"
+    )
+
+
+class _UnconfiguredProvider:
+    name = "gemini"
+
+    def generate(self, request: GenerationRequest) -> ProviderResult:
+        raise ProviderNotConfigured()
 
     def close(self) -> None:
         pass
+
+
+@dataclass
+class GenerationOutcome:
+    """What a (possibly multi-candidate) request produced."""
+
+    results: list[ProviderResult] = field(default_factory=list)
+    warnings: list[dict] = field(default_factory=list)
+    attempts: int = 0
+
+    @property
+    def images(self):
+        return [image for result in self.results for image in result.images]
+
+    @property
+    def texts(self) -> list[str]:
+        return [text for result in self.results for text in result.texts]
+
+    @property
+    def finish_reasons(self) -> list[str]:
+        return [result.finish_reason for result in self.results if result.finish_reason]
+
+    @property
+    def usage(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for result in self.results:
+            for key, value in result.usage.items():
+                total[key] = total.get(key, 0) + int(value or 0)
+        return total
+
+
+class GenAIService:
+    def __init__(
+        self,
+        *,
+        provider: Provider,
+        catalog: Catalog,
+        gate,
+        max_retries: int = 2,
+        backoff_s: float = 0.5,
+        deadline_s: float = 90.0,
+        force_single_on_retry: bool = False,
+        sleep=time.sleep,
+    ) -> None:
+        self.provider = provider
+        self.catalog = catalog
+        self.gate = gate
+        self.max_retries = max(0, max_retries)
+        self.backoff_s = max(0.0, backoff_s)
+        self.deadline_s = deadline_s
+        self.force_single_on_retry = force_single_on_retry
+        self._sleep = sleep
+
+    @property
+    def provider_name(self) -> str:
+        return self.provider.name
+
+    @classmethod
+    def from_config(cls, config) -> GenAIService:
+        return cls(
+            provider=make_provider(config),
+            catalog=Catalog.from_config(config),
+            gate=make_gate(config),
+            max_retries=int(config["GENAI_MAX_RETRIES"]),
+            backoff_s=int(config["GENAI_BACKOFF_MS"]) / 1000,
+            deadline_s=float(config["GENAI_DEADLINE_S"]),
+            force_single_on_retry=bool(config["GENAI_FORCE_SINGLE_ON_RETRY"]),
+        )
+
+    def close(self) -> None:
+        self.provider.close()
+        self.gate.close()
+
+    # ------------------------------------------------------------------
+
+    def generate(self, request: GenerationRequest, candidate_count: int = 1) -> GenerationOutcome:
+        """Make `candidate_count` images (clamped to 1..6).
+
+        Partial success returns what succeeded with a warning per failure;
+        no success raises the first failure.
+        """
+        count = min(MAX_CANDIDATES, max(1, int(candidate_count or 1)))
+        deadline = time.monotonic() + self.deadline_s
+        outcome = GenerationOutcome()
+        first_error: AppError | None = None
+        for index in range(count):
+            if time.monotonic() >= deadline:
+                outcome.warnings.append(_warning(index, "deadline", "time ran out"))
+                break
+            try:
+                result = self._call_with_retries(
+                    replace(request, candidate_index=index), deadline, outcome
+                )
+            except AppError as error:
+                first_error = first_error or error
+                outcome.warnings.append(_warning(index, error.code, error.message_en))
+                rate_limited = error.status == 429
+                # Quota errors, a busy gate and a fault of ours won't go away
+                # for the next candidate; don't spend more calls on them.
+                if (rate_limited and self.force_single_on_retry) or not getattr(
+                    error, "retryable", False
+                ):
+                    break
+                continue
+            outcome.results.append(result)
+        if not outcome.results:
+            assert first_error is not None
+            raise first_error
+        return outcome
+
+    def _call_with_retries(
+        self, request: GenerationRequest, deadline: float, outcome: GenerationOutcome
+    ) -> ProviderResult:
+        remaining = max(0.0, deadline - time.monotonic())
+        retrying = Retrying(
+            retry=retry_if_exception(_is_retryable),
+            stop=stop_after_attempt(self.max_retries + 1) | stop_before_delay(remaining),
+            wait=self._wait,
+            sleep=self._sleep,
+            reraise=True,
+            before_sleep=_log_retry,
+        )
+        for attempt in retrying:
+            with attempt:
+                outcome.attempts += 1
+                # The slot is held for the call only, never across a backoff.
+                with self.gate.slot(deadline):
+                    return self.provider.generate(request)
+        raise AssertionError("unreachable: tenacity reraises the last error")
+
+    def _wait(self, state: RetryCallState) -> float:
+        """Full-jitter exponential backoff, but never sooner than the
+        upstream's own RetryInfo asks."""
+        jitter = wait_random_exponential(multiplier=self.backoff_s, max=MAX_BACKOFF_S)(state)
+        error = state.outcome.exception() if state.outcome else None
+        asked = getattr(error, "retry_after", None) or 0.0
+        return max(jitter, float(asked))
+
+
+def _is_retryable(error: BaseException) -> bool:
+    return isinstance(error, UpstreamError) and error.retryable
+
+
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    log.warning(
+        "upstream attempt %d failed (%s); retrying in %.2fs",
+        state.attempt_number,
+        getattr(error, "code", type(error).__name__),
+        state.upcoming_sleep,
+    )
+
+
+def _warning(index: int, code: str, message: str) -> dict:
+    return {"candidate": index, "code": code, "message": message}
+
+
+def make_provider(config) -> Provider:
+    forced = (config.get("GENAI_PROVIDER") or "").strip().lower()
+    key = config.get("GOOGLE_API_KEY")
+    name = forced or ("gemini" if key else "offline")
+    if name == "offline":
+        from app.services.genai.offline import OfflineProvider
+
+        return OfflineProvider()
+    if name != "gemini":
+        raise ValueError(f"GENAI_PROVIDER must be 'gemini' or 'offline', not {forced!r}")
+    if not key:
+        return _UnconfiguredProvider()
+    from app.services.genai.gemini import GeminiProvider
+
+    return GeminiProvider(
+        api_key=key,
+        base_url=config.get("GENAI_BASE_URL"),
+        api_version=config.get("GENAI_API_VERSION") or "v1beta",
+        timeout_s=float(config["GENAI_TIMEOUT_S"]),
+        proxy=config.get("HTTPS_PROXY"),
+    )
+
+
+def make_gate(config):
+    settings = dict(
+        max_concurrent=int(config["GENAI_MAX_CONCURRENT"]),
+        min_interval_s=int(config["GENAI_MIN_INTERVAL_MS"]) / 1000,
+        max_queue=int(config["GENAI_MAX_QUEUE"]),
+        queue_timeout_s=float(config["GENAI_QUEUE_TIMEOUT_S"]),
+    )
+    if config.get("REDIS_URL"):
+        from app.services.genai.redis_gate import RedisGate
+
+        return RedisGate.from_url(
+            config["REDIS_URL"], lease_s=float(config["GENAI_LEASE_S"]), **settings
+        )
+    return LocalGate(**settings)
