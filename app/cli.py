@@ -11,6 +11,7 @@ from flask.cli import AppGroup, with_appcontext
 def register_cli(app: Flask) -> None:
     app.cli.add_command(create_user_command)
     app.cli.add_command(sessions_group)
+    app.cli.add_command(nano_group)
 
 
 @click.command("create-user")
@@ -44,3 +45,71 @@ def cleanup_sessions() -> None:
         return
     removed = interface._delete_expired_sessions()
     click.echo(f"removed {removed} expired sessions")
+
+
+@click.group("nano", cls=AppGroup)
+def nano_group() -> None:
+    """Generate or edit images from the command line (replaces nano_api.py)."""
+
+
+def _run_and_save(kind, prompt, paths, output, model, aspect_ratio, seed, count):
+    from pathlib import Path
+
+    from app.errors import AppError
+    from app.services import imaging
+
+    uploads = [imaging.Upload(data=Path(path).read_bytes(), filename=path) for path in paths]
+    params = imaging.ImagingParams(
+        model=model, aspect_ratio=aspect_ratio, seed=seed, candidate_count=count
+    )
+    with current_app.test_request_context():
+        try:
+            result = imaging.run(
+                kind=kind, prompt=prompt, params=params, user=None, uploads=uploads
+            )
+        except AppError as error:
+            raise click.ClickException(f"{error.code}: {error.message_en}") from None
+    for text in result.texts:
+        click.echo(text)
+    if not result.images:
+        raise click.ClickException("the model returned no image")
+    target = Path(output)
+    for index, image in enumerate(result.images):
+        path = (
+            target if index == 0 else target.with_name(f"{target.stem}-{index + 1}{target.suffix}")
+        )
+        path.write_bytes(image.data)
+        click.echo(f"saved {path} ({image.width}×{image.height})")
+
+
+_common = [
+    click.option("-o", "--output", default="generated_image.png", show_default=True),
+    click.option("--model", default=None, help="Model id (see GET /v1/models)."),
+    click.option("--aspect-ratio", default=None, help="e.g. 1:1, 16:9"),
+    click.option("--seed", type=int, default=None),
+    click.option("-n", "--count", type=click.IntRange(1, 6), default=1, show_default=True),
+]
+
+
+def _with_common(func):
+    for option in reversed(_common):
+        func = option(func)
+    return func
+
+
+@nano_group.command("generate")
+@click.argument("prompt")
+@_with_common
+def nano_generate(prompt, output, model, aspect_ratio, seed, count):
+    """Make an image from PROMPT and save it."""
+    _run_and_save("generate", prompt, [], output, model, aspect_ratio, seed, count)
+
+
+@nano_group.command("edit")
+@click.argument("prompt")
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@_with_common
+def nano_edit(prompt, images, output, model, aspect_ratio, seed, count):
+    """Edit IMAGES by PROMPT (two or more images are composed)."""
+    kind = "compose" if len(images) > 1 else "edit"
+    _run_and_save(kind, prompt, list(images), output, model, aspect_ratio, seed, count)

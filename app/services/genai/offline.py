@@ -753,15 +753,16 @@ _BORDER_WIDTH = re.compile(r"(\d+)\s*(?:px|pixels?|像素)", re.IGNORECASE)
 _THICK = re.compile(_english(r"thick|wide|heavy") + r"|粗|宽", re.IGNORECASE)
 _THIN = re.compile(_english(r"thin|narrow|fine") + r"|细|窄", re.IGNORECASE)
 
+# The reply joins English and Chinese with " / ", so these lists avoid it.
 _UNDERSTOOD_EN = (
-    "a colour tint (\u201cmake it purple\u201d), grayscale / black and white, sepia / vintage, invert, "
-    "blur [radius], sharpen, rotate [degrees | left | right], flip (upside down), "
-    "mirror (flip horizontally), brighter, darker, more / less contrast, pixelate [block size], "
+    'a colour tint ("make it purple"), grayscale (black and white), sepia (vintage), invert, '
+    "blur [radius], sharpen, rotate [degrees, left or right], flip (upside down), "
+    "mirror (flip horizontally), brighter, darker, more or less contrast, pixelate [block size], "
     "crop square, resize N% or WxH, border [colour] [N px]"
 )
 _UNDERSTOOD_ZH = (
-    "颜色色调（如“紫色”）、黑白/灰度、复古/怀旧、反色、模糊 [半径]、锐化、旋转 [角度/向左/向右]、"
-    "上下翻转、镜像/左右翻转、变亮、变暗、增强/降低对比度、像素化/马赛克 [方块大小]、"
+    "颜色色调（如“紫色”）、黑白（灰度）、复古（怀旧）、反色、模糊 [半径]、锐化、旋转 [角度、向左或向右]、"
+    "上下翻转、镜像（左右翻转）、变亮、变暗、增强或降低对比度、像素化（马赛克）[方块大小]、"
     "裁剪为正方形、缩放 N% 或 宽x高、边框 [颜色] [N 像素]"
 )
 

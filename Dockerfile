@@ -1,0 +1,42 @@
+# Nano Banana — one container: waitress serving the Flask app on port 8000.
+# Everything the app writes (database, images, logs, secret key) is under the
+# /data volume; the image itself stays read-only for the app user.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# Dependencies in their own layer: rebuilt only when requirements.txt changes.
+COPY requirements.txt .
+RUN pip install -r requirements.txt
+
+# A fixed uid/gid so a bind-mounted data folder can be chown'ed to match
+# (`chown -R 10001:10001 ./data`).
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --home-dir /app --shell /usr/sbin/nologin app \
+    && mkdir -p /data \
+    && chown app:app /data
+
+# The code belongs to root: the app can read it, not change it.
+COPY . .
+
+ENV APP_ENV=production \
+    DATA_DIR=/data \
+    LOG_DIR=/data/logs \
+    HOST=0.0.0.0 \
+    PORT=8000
+
+VOLUME ["/data"]
+USER app
+EXPOSE 8000
+
+# slim has no curl; the standard library does the probe.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import os, sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('PORT', '8000'), timeout=4).status == 200 else 1)"]
+
+# Runs the migrations, then waitress; SIGTERM (docker stop) shuts down cleanly.
+CMD ["python", "wsgi.py"]

@@ -1,0 +1,48 @@
+// Small DOM helpers. Text always goes in as text nodes: nothing here parses
+// HTML, so model output and user titles can never become markup.
+
+import { icon } from "./icons.js";
+
+/**
+ * h("button", {class: "btn", onclick: fn, dataset: {id: 1}}, "text", child)
+ * Attributes starting with "on" become listeners; `false`/`null` are skipped.
+ */
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs || {})) {
+    if (value === false || value === null || value === undefined) continue;
+    if (name === "class") el.className = value;
+    else if (name === "dataset") Object.assign(el.dataset, value);
+    else if (name.startsWith("on") && typeof value === "function") {
+      el.addEventListener(name.slice(2), value);
+    } else if (name === "text") el.textContent = value;
+    else if (name in el && typeof value !== "string") el[name] = value;
+    else el.setAttribute(name, value === true ? "" : value);
+  }
+  append(el, children);
+  return el;
+}
+
+function append(el, children) {
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+}
+
+/** An icon-only button with an accessible name. */
+export function iconButton(name, label, onclick, className = "icon-btn") {
+  return h("button", { type: "button", class: className, "aria-label": label, title: label, onclick },
+    icon(name));
+}
+
+export const $ = (selector, root = document) => root.querySelector(selector);
+export const $$ = (selector, root = document) => [...root.querySelectorAll(selector)];
+
+export function debounce(fn, ms) {
+  let timer;
+  return (...args) => {
+    clearTimeout(timer);
+    timer = setTimeout(() => fn(...args), ms);
+  };
+}
