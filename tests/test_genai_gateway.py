@@ -3,6 +3,7 @@ fake Gemini server. Parameters, the gate, retries and the error mapping."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
@@ -282,7 +283,7 @@ def test_gate_bounds_concurrency_spacing_and_queue(gemini_app, fake_gemini):
     assert max(r[1] for r in refused) < 0.25  # answered at once, not after a wait
     assert fake_gemini.max_in_flight == 2
     starts = sorted(fake_gemini.start_times)
-    assert all(b - a >= 0.29 for a, b in zip(starts, starts[1:], strict=False))
+    assert all(b - a >= 0.29 for a, b in itertools.pairwise(starts))
     assert health_latency < 0.5
     gate = app.extensions["genai"].gate
     assert gate.active == 0 and gate.waiting == 0
