@@ -92,7 +92,7 @@ class Config:
     WTF_CSRF_SSL_STRICT = False
 
     # Rate limits (Flask-Limiter)
-    RATELIMIT_STORAGE_URI = env_str("RATELIMIT_STORAGE_URI") or REDIS_URL or "memory://"
+    RATELIMIT_STORAGE_URI = env_str("RATELIMIT_STORAGE_URI", "memory://")
     RATELIMIT_HEADERS_ENABLED = True
     RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", True)
     LOGIN_RATE_LIMIT = env_str("LOGIN_RATE_LIMIT", "10/minute;50/hour")
@@ -124,7 +124,7 @@ class Config:
     GENAI_MIN_INTERVAL_MS = env_int("GENAI_MIN_INTERVAL_MS", 300)
     GENAI_MAX_QUEUE = env_int("GENAI_MAX_QUEUE", 8)
     GENAI_QUEUE_TIMEOUT_S = env_float("GENAI_QUEUE_TIMEOUT_S", 30)
-    GENAI_LEASE_S = env_float("GENAI_LEASE_S", 120)
+    GENAI_LEASE_S = env_float("GENAI_LEASE_S", 15)
     HTTPS_PROXY = env_str("HTTPS_PROXY") or env_str("https_proxy")
 
     SQLALCHEMY_TRACK_MODIFICATIONS = False

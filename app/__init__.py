@@ -104,6 +104,9 @@ def _load_config(app: OpenAPI, config: type[Config] | dict | str | None) -> None
     app.config.from_pyfile("config.py", silent=True)
     if isinstance(config, dict):
         app.config.update(config)
+    # With Redis, rate-limit counters are shared by every process too.
+    if app.config.get("REDIS_URL") and app.config["RATELIMIT_STORAGE_URI"] == "memory://":
+        app.config["RATELIMIT_STORAGE_URI"] = app.config["REDIS_URL"]
 
 
 def _prepare_data_dirs(app: OpenAPI) -> None:

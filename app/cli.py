@@ -11,6 +11,7 @@ from flask.cli import AppGroup, with_appcontext
 def register_cli(app: Flask) -> None:
     app.cli.add_command(create_user_command)
     app.cli.add_command(sessions_group)
+    app.cli.add_command(__import__("app.backup").backup.backup_command)
     app.cli.add_command(nano_group)
 
 

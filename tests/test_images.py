@@ -7,6 +7,7 @@ Every image is made in code; nothing binary is committed. The fuzz tests run
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import random
@@ -18,7 +19,7 @@ import zlib
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image, ImageCms, ImageDraw
+from PIL import Image, ImageCms, ImageDraw, ImageFile
 
 from app.errors import ImageTooLarge, InvalidImage, UnsupportedImage
 from app.services.images import (
@@ -124,6 +125,8 @@ def bomb_png() -> bytes:
 
 
 def test_truncated_png_is_invalid():
+    # A process-wide switch that would turn truncation into grey pixels.
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
     data = encode(noisy_image(), "PNG")
     with pytest.raises(InvalidImage):
         ingest_image(data[: len(data) // 2])
@@ -219,8 +222,6 @@ def test_clean_image_is_png_with_matching_digest():
     assert clean.data.startswith(PNG_SIGNATURE)
     assert (clean.width, clean.height, clean.mime) == (30, 20, "image/png")
     assert clean.byte_size == len(clean.data)
-    import hashlib
-
     assert clean.sha256 == hashlib.sha256(clean.data).hexdigest()
 
 
@@ -365,6 +366,15 @@ def test_sixteen_bit_grey_is_scaled_not_clipped():
     output = decode(ingest_image(encode(image, "PNG")).data)
     assert output.getpixel((0, 0)) == (255, 255, 255)
     assert output.getpixel((1, 0)) == (128, 128, 128)
+
+
+def test_sixteen_bit_grey_keeps_its_transparent_value():
+    image = Image.new("I;16", (2, 1))
+    image.putpixel((0, 0), 1000)
+    image.putpixel((1, 0), 1001)  # scales to the same 8-bit grey, stays opaque
+    output = decode(ingest_image(encode(image, "PNG", transparency=1000)).data)
+    assert output.mode == "RGBA"
+    assert [output.getpixel((x, 0))[3] for x in range(2)] == [0, 255]
 
 
 def test_cmyk_jpeg_becomes_rgb():

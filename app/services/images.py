@@ -191,8 +191,9 @@ def _decode(
             # the long side >= reduce_to, so quality is decided by the
             # LANCZOS resize that follows, and memory drops with the scale.
             image.draft(None, (reduce_to, reduce_to))
-        # load() raises on truncated data unless ImageFile.LOAD_TRUNCATED_IMAGES
-        # was switched on; nothing in this app does that.
+        # load() raises on truncated data only while the process-wide
+        # ImageFile.LOAD_TRUNCATED_IMAGES keeps its default, False. Nothing in
+        # this app may set it; tests/test_images.py fails if anything does.
         image.load()
         _apply_exif_orientation(image)
         clean = _to_rgb_or_rgba(image)
@@ -231,12 +232,24 @@ def _to_rgb_or_rgba(image: Image.Image) -> Image.Image:
     if image.mode == target:
         return image
     if image.mode.startswith("I;16") or image.mode == "I":
-        # Pillow clips 16-bit values to 255 when converting to 8 bits; scale.
-        image = image.convert("I").point(lambda value: value / 257).convert("L")
-    elif image.mode == "La":
+        return _sixteen_bit_grey_to_rgb(image)
+    if image.mode == "La":
         # Premultiplied grey has no direct route to RGBA; un-premultiply first.
         image = image.convert("LA")
     return image.convert(target)
+
+
+def _sixteen_bit_grey_to_rgb(image: Image.Image) -> Image.Image:
+    """16-bit grey (as PNG stores it) scaled to 8 bits; Pillow's own
+    conversion clips everything above 255 to white."""
+    wide = image.convert("I")
+    grey = wide.point([round(value / 257) for value in range(65536)], "L")
+    transparent = image.info.get("transparency")
+    if not isinstance(transparent, int):
+        return Image.merge("RGB", (grey, grey, grey))
+    # tRNS names one 16-bit value; match it before scaling merges neighbours.
+    alpha = wide.point([0 if value == transparent else 255 for value in range(65536)], "L")
+    return Image.merge("RGBA", (grey, grey, grey, alpha))
 
 
 def _too_many_pixels(

@@ -347,22 +347,21 @@ def _paint_hills(
     width, height = size
     base = height * (0.64 + 0.1 * layer)
     amplitude = height * (0.08 - 0.015 * layer)
+    # Three octaves of sine, each faster and fainter: a ridge, not a zigzag.
     waves = [
-        (rng.uniform(1, 3) * (i + 1), rng.uniform(0, math.tau), 0.6 / (i + 1)) for i in range(3)
+        (rng.uniform(0.8, 2.2) * octave, rng.uniform(0, math.tau), 0.6 / octave)
+        for octave in (1, 2, 3)
     ]
-    step = max(4, width // 128)
-    outline = [
-        (
-            x,
-            base
-            - amplitude
-            * sum(
-                weight * math.sin(freq * math.tau * x / width + phase)
-                for freq, phase, weight in waves
-            ),
+
+    def ridge(x: int) -> float:
+        swell = sum(
+            weight * math.sin(cycles * math.tau * x / width + phase)
+            for cycles, phase, weight in waves
         )
-        for x in range(0, width + step, step)
-    ]
+        return base - amplitude * swell
+
+    step = max(4, width // 128)
+    outline = [(x, ridge(x)) for x in range(0, width + step, step)]
     draw.polygon([(0, height), *outline, (width, height)], fill=(*colour, 255))
 
 
@@ -373,11 +372,11 @@ def _paint_banana(draw: ImageDraw.ImageDraw, size: tuple[int, int], rng: random.
     thickness = max(3, round(reach * 0.28))
     box = (x - reach, y - reach, x + reach, y + reach)
     # The lower arc of a circle, drawn thick, reads as a banana.
-    draw.arc(box, 25, 155, fill=(250, 212, 60, 255), width=thickness)
-    for angle in (25, 155):
+    draw.arc(box, 30, 150, fill=(250, 212, 60, 255), width=thickness)
+    # A stem at one end and a small dark tip at the other.
+    for angle, nub in ((150, thickness * 0.3), (30, thickness * 0.18)):
         tip_x = x + (reach - thickness / 2) * math.cos(math.radians(angle))
         tip_y = y + (reach - thickness / 2) * math.sin(math.radians(angle))
-        nub = thickness * 0.3
         draw.ellipse((tip_x - nub, tip_y - nub, tip_x + nub, tip_y + nub), (110, 75, 35, 255))
 
 

@@ -1,0 +1,201 @@
+"""The gate shared by every app process, in Redis.
+
+Same contract as LocalGate (at most N calls in flight, starts at least
+`min_interval` apart, a bounded FIFO queue, Busy at once past it), but the
+state lives in Redis so several waitress processes share one gate.
+
+What Redis gives us and we use:
+- one Lua script per step, so every check-and-take is atomic across
+  processes, on the server's own clock (`TIME`) — no skew between hosts;
+- a sorted set of held slots scored by lease expiry: a process that dies
+  (kill -9) stops renewing, and its slot is pruned once the lease runs out;
+- a sorted set for the queue scored by arrival order (INCR counter) and one
+  of waiter heartbeats, so a dead waiter is dropped within a second or two
+  instead of blocking the head of the queue.
+Waiters poll (every ~20 ms); a held slot is renewed by one daemon thread.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from redis import Redis
+
+from app.errors import Busy
+
+POLL_S = 0.02
+HEARTBEAT_MS = 2000
+
+# KEYS: slots, queue, alive, next_start, seq
+# ARGV: token, max_concurrent, interval_ms, lease_ms, max_queue, heartbeat_ms
+# Returns {status, value}: status 1 → got a slot, value = ms to wait before
+# starting; 0 → queued, keep polling; -1 → queue full (busy).
+ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local token = ARGV[1]
+local max_concurrent = tonumber(ARGV[2])
+local interval = tonumber(ARGV[3])
+local lease = tonumber(ARGV[4])
+local max_queue = tonumber(ARGV[5])
+local heartbeat = tonumber(ARGV[6])
+
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local stale = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now - heartbeat)
+for _, dead in ipairs(stale) do
+  redis.call('ZREM', KEYS[2], dead)
+  redis.call('ZREM', KEYS[3], dead)
+end
+
+local queued = redis.call('ZSCORE', KEYS[2], token)
+if redis.call('ZCARD', KEYS[1]) < max_concurrent then
+  local head = redis.call('ZRANGE', KEYS[2], 0, 0)
+  if (#head == 0) or (head[1] == token) then
+    redis.call('ZREM', KEYS[2], token)
+    redis.call('ZREM', KEYS[3], token)
+    local next_start = tonumber(redis.call('GET', KEYS[4]) or '0')
+    local start = math.max(now, next_start)
+    redis.call('SET', KEYS[4], start + interval, 'PX', interval + lease)
+    redis.call('ZADD', KEYS[1], start + lease, token)
+    return {1, start - now}
+  end
+end
+if not queued then
+  if redis.call('ZCARD', KEYS[2]) >= max_queue then
+    return {-1, redis.call('ZCARD', KEYS[2])}
+  end
+  redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[5]), token)
+end
+redis.call('ZADD', KEYS[3], now, token)
+return {0, 0}
+"""
+
+# KEYS: slots; ARGV: lease_ms, tokens...  Extends the leases still held.
+RENEW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i = 2, #ARGV do
+  redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[i])
+end
+return 1
+"""
+
+ACTIVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return {redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2])}
+"""
+
+
+class RedisGate:
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        max_concurrent: int,
+        min_interval_s: float,
+        max_queue: int,
+        queue_timeout_s: float,
+        lease_s: float = 15.0,
+        prefix: str = "nb:gate",
+    ) -> None:
+        self.client = client
+        self.max_concurrent = max(1, max_concurrent)
+        self.min_interval_ms = max(0, round(min_interval_s * 1000))
+        self.max_queue = max(0, max_queue)
+        self.queue_timeout_s = max(0.0, queue_timeout_s)
+        self.lease_ms = max(1000, round(lease_s * 1000))
+        self.keys = [f"{prefix}:{name}" for name in ("slots", "queue", "alive", "next", "seq")]
+        self._acquire = client.register_script(ACQUIRE)
+        self._renew = client.register_script(RENEW)
+        self._counts = client.register_script(ACTIVE)
+        self._held: set[str] = set()
+        self._held_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._renewer = threading.Thread(target=self._renew_loop, name="gate-lease", daemon=True)
+        self._renewer.start()
+        self._avg_call_s = 5.0
+
+    @classmethod
+    def from_url(cls, url: str, **settings) -> RedisGate:
+        return cls(Redis.from_url(url), **settings)
+
+    @property
+    def active(self) -> int:
+        return int(self._counts(keys=self.keys[:2])[0])
+
+    @property
+    def waiting(self) -> int:
+        return int(self._counts(keys=self.keys[:2])[1])
+
+    def retry_after(self, queued: int | None = None) -> float:
+        ahead = (self.waiting if queued is None else queued) + 1
+        return max(1.0, math.ceil(self._avg_call_s * ahead / self.max_concurrent))
+
+    @contextmanager
+    def slot(self, deadline: float | None = None) -> Iterator[None]:
+        token = uuid.uuid4().hex
+        delay_s = self._wait_for_slot(token, deadline)
+        with self._held_lock:
+            self._held.add(token)
+        started: float | None = None
+        try:
+            if delay_s > 0:
+                time.sleep(delay_s)
+            started = time.monotonic()
+            yield
+        finally:
+            with self._held_lock:
+                self._held.discard(token)
+            self.client.zrem(self.keys[0], token)
+            if started is not None:
+                self._avg_call_s = 0.8 * self._avg_call_s + 0.2 * (time.monotonic() - started)
+
+    def _wait_for_slot(self, token: str, deadline: float | None) -> float:
+        give_up = time.monotonic() + self.queue_timeout_s
+        if deadline is not None:
+            give_up = min(give_up, deadline)
+        args = [
+            token,
+            self.max_concurrent,
+            self.min_interval_ms,
+            self.lease_ms,
+            self.max_queue,
+            HEARTBEAT_MS,
+        ]
+        try:
+            while True:
+                status, value = self._acquire(keys=self.keys, args=args)
+                if status == 1:
+                    return int(value) / 1000
+                if status == -1:
+                    raise Busy(retry_after=self.retry_after(int(value)))
+                if time.monotonic() >= give_up:
+                    raise Busy(retry_after=self.retry_after())
+                time.sleep(POLL_S)
+        except BaseException:
+            # Leave the queue at once rather than waiting for the heartbeat.
+            self.client.zrem(self.keys[1], token)
+            self.client.zrem(self.keys[2], token)
+            raise
+
+    def _renew_loop(self) -> None:
+        interval = self.lease_ms / 3000
+        while not self._stop.wait(interval):
+            with self._held_lock:
+                tokens = list(self._held)
+            if not tokens:
+                continue
+            try:
+                self._renew(keys=self.keys[:1], args=[self.lease_ms, *tokens])
+            except Exception:  # Redis away for a moment: the next round retries
+                continue
+
+    def close(self) -> None:
+        self._stop.set()

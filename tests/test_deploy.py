@@ -1,0 +1,630 @@
+"""Deployment: `python wsgi.py` as Docker, a NAS and Windows run it; the
+Dockerfile and compose files; upgrades; the secret key; backups; the README's
+variable table."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import re
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from app import create_app
+from app.extensions import db, limiter
+from app.serving import upgrade_database
+from config import TestingConfig, env_bool
+from tests.conftest import TEST_DATABASE_URL, png_bytes
+
+ROOT = Path(__file__).resolve().parent.parent
+# The Dockerfile's CMD; the tests run the same arguments with this venv's python.
+SERVER_COMMAND = ["python", "wsgi.py"]
+APP_PORT = 8000
+FAKE_API_KEY = "AIzaSyFAKE-deploy-test-key-0123456789abc"
+PASSWORD = "deploy-test-Passw0rd!"
+NGROK_VARIABLES = {"NGROK_AUTHTOKEN"}
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+# ---- what the app reads ------------------------------------------------------
+
+
+def app_variables() -> set[str]:
+    """Every environment variable the app reads: config.py's env_* calls,
+    plus os.environ lookups anywhere in the code."""
+    source = (ROOT / "config.py").read_text(encoding="utf-8")
+    names = set(re.findall(r'env_(?:str|int|float|bool|list)\(\s*"(\w+)"', source))
+    for path in [ROOT / "wsgi.py", *sorted((ROOT / "app").rglob("*.py"))]:
+        code = path.read_text(encoding="utf-8")
+        names |= set(re.findall(r'os\.environ\.get\(\s*"(\w+)"', code))
+        names |= set(re.findall(r'os\.getenv\(\s*"(\w+)"', code))
+    return names
+
+
+def env_example_variables() -> list[str]:
+    lines = (ROOT / ".env.example").read_text(encoding="utf-8").splitlines()
+    return [m.group(1) for line in lines if (m := re.match(r"#?\s*([A-Z][A-Z0-9_]+)=", line))]
+
+
+def test_app_variables_are_found():
+    names = app_variables()
+    assert {"GOOGLE_API_KEY", "DATA_DIR", "PORT", "TRUSTED_PROXY_COUNT", "APP_ENV"} <= names
+
+
+def test_env_example_names_only_variables_the_app_reads():
+    documented = env_example_variables()
+    assert documented, ".env.example lists no variables"
+    assert set(documented) <= app_variables()
+
+
+@pytest.mark.parametrize("readme", ["README.md", "README.zh-CN.md"])
+def test_readme_variable_table_matches_env_example(readme):
+    text_ = (ROOT / readme).read_text(encoding="utf-8")
+    tabled = set(re.findall(r"^\| `([A-Z][A-Z0-9_]+)`", text_, flags=re.MULTILINE))
+    assert set(env_example_variables()) <= tabled, "a variable is missing from the README table"
+    assert tabled <= app_variables() | NGROK_VARIABLES, "the README documents a variable no one reads"
+
+
+# ---- the server process --------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerProcess:
+    """`python wsgi.py` in a subprocess, configured only by its environment,
+    as in the container."""
+
+    def __init__(self, data_dir: Path, log_dir: Path, output: Path, **env: str) -> None:
+        self.data_dir = data_dir
+        self.log_dir = log_dir
+        self.output = output
+        self.extra_env = env
+        self.proc: subprocess.Popen | None = None
+        self.port = 0
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        # Neither a developer's .env nor CI's settings may leak in: a variable
+        # that is set, even empty, wins over .env and reads as "unset".
+        for name in app_variables():
+            env[name] = ""
+        env.update(
+            APP_ENV="production",
+            DATA_DIR=str(self.data_dir),
+            LOG_DIR=str(self.log_dir),
+            GENAI_PROVIDER="offline",
+            GOOGLE_API_KEY=FAKE_API_KEY,
+            HOST="127.0.0.1",
+            PORT=str(self.port),
+        )
+        env.update(self.extra_env)
+        return env
+
+    def start(self, timeout: float = 30) -> ServerProcess:
+        self.port = free_port()
+        with self.output.open("ab") as sink:
+            self.proc = subprocess.Popen(
+                [sys.executable, *SERVER_COMMAND[1:]],
+                cwd=ROOT,
+                env=self.environment(),
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"server exited with {self.proc.returncode}:\n{self.console()}")
+            try:
+                if requests.get(self.url("/health"), timeout=1).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        pytest.fail(f"server did not answer /health in {timeout}s:\n{self.console()}")
+
+    def stop(self, timeout: float = 10) -> int:
+        assert self.proc is not None
+        self.proc.terminate()  # SIGTERM, as `docker stop` sends
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            pytest.fail(f"server ignored SIGTERM for {timeout}s:\n{self.console()}")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def console(self) -> str:
+        return self.output.read_text(encoding="utf-8", errors="replace")
+
+
+@pytest.fixture
+def launch(tmp_path):
+    started: list[ServerProcess] = []
+
+    def start(data_dir: Path | None = None, **env: str) -> ServerProcess:
+        data_dir = data_dir or tmp_path / "data"
+        server = ServerProcess(
+            data_dir, data_dir / "logs", tmp_path / f"console-{len(started)}.txt", **env
+        )
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.kill()
+
+
+def signup(http: requests.Session, server: ServerProcess, username: str) -> str:
+    response = http.post(
+        server.url("/auth/signup"), json={"username": username, "password": PASSWORD}, timeout=10
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["csrf_token"]
+
+
+def assert_clean_exit(code: int) -> None:
+    # On Windows terminate() is TerminateProcess: no handler runs, no status to check.
+    if os.name == "posix":
+        assert code == 0, f"exit status {code} after SIGTERM"
+
+
+@pytest.mark.slow
+def test_wsgi_py_serves_the_app_and_stops_cleanly(launch):
+    server = launch()
+    http = requests.Session()
+
+    health = http.get(server.url("/health"), timeout=5)
+    assert health.json()["status"] == "ok"
+    assert health.json()["provider"] == "offline"
+    assert health.headers["X-Content-Type-Options"] == "nosniff"
+
+    signup(http, server, "deployer")
+    refused = http.post(server.url("/auth/logout"), timeout=5)  # cookie but no CSRF token
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "csrf_failed"
+    login = http.post(
+        server.url("/auth/login"), json={"username": "deployer", "password": PASSWORD}, timeout=10
+    )
+    assert login.status_code == 200, login.text
+    csrf = login.json()["csrf_token"]
+    me = http.get(server.url("/me"), timeout=5).json()
+    assert me["authenticated"] is True
+    assert me["user"]["username"] == "deployer"
+
+    conversation = http.post(
+        server.url("/conversations"),
+        json={"title": "deploy"},
+        headers={"X-CSRF-Token": csrf},
+        timeout=5,
+    )
+    assert conversation.status_code == 201, conversation.text
+
+    generated = http.post(
+        server.url("/v1/generate"),
+        json={"prompt": "a yellow banana"},
+        headers={"X-CSRF-Token": csrf},
+        timeout=60,
+    )
+    assert generated.status_code == 200, generated.text
+    body = generated.json()
+    assert isinstance(body["texts"], list)
+    picture = base64.b64decode(body["images"][0])
+    assert picture.startswith(PNG_SIGNATURE)
+    from PIL import Image
+
+    assert Image.open(io.BytesIO(picture)).size[0] > 0
+
+    # The Dockerfile's HEALTHCHECK, run against this server, passes.
+    probe = subprocess.run(
+        [sys.executable, *dockerfile_exec_form("HEALTHCHECK")[1:]],
+        env={**os.environ, "PORT": str(server.port)},
+        capture_output=True,
+        timeout=20,
+        check=False,
+    )
+    assert probe.returncode == 0, probe.stderr
+
+    session_cookie = http.cookies.get("nb_session")
+    started = time.monotonic()
+    assert_clean_exit(server.stop())
+    assert time.monotonic() - started < 8
+
+    log = (server.log_dir / "app.log").read_text(encoding="utf-8")
+    assert re.search(r"GET /health 200 ", log)
+    assert re.search(r"POST /auth/login 200 ", log)
+    assert re.search(r"POST /v1/generate 200 ", log)
+    secret_key = (server.data_dir / "secret_key").read_text().strip()
+    everything_written = log + server.console()
+    for secret in (secret_key, FAKE_API_KEY, PASSWORD, session_cookie, csrf):
+        assert secret and secret not in everything_written
+
+
+@pytest.mark.slow
+def test_secret_key_is_kept_so_sessions_survive_a_restart(launch, tmp_path):
+    data_dir = tmp_path / "data"
+    server = launch(data_dir)
+    http = requests.Session()
+    signup(http, server, "survivor")
+    key = (data_dir / "secret_key").read_text()
+    assert_clean_exit(server.stop())
+
+    restarted = launch(data_dir)
+    me = http.get(restarted.url("/me"), timeout=5).json()
+    assert me["authenticated"] is True
+    assert me["user"]["username"] == "survivor"
+    assert (data_dir / "secret_key").read_text() == key
+    assert_clean_exit(restarted.stop())
+
+
+# ---- apps built in-process -----------------------------------------------------
+
+
+@pytest.fixture
+def build_app():
+    """create_app() on its own data folder, with a generated secret key and
+    SQLite (whatever TEST_DATABASE_URL says): what a fresh install gets."""
+    made = []
+
+    def build(data_dir: Path, **overrides):
+        settings = {
+            "DATA_DIR": str(data_dir),
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{data_dir / 'app.db'}",
+            "SECRET_KEY": None,
+            "LOG_DIR": None,
+            **overrides,
+        }
+        config = type("DeployConfig", (TestingConfig,), settings)
+        app = create_app(config)
+        limiter.reset()
+        made.append(app)
+        return app
+
+    yield build
+    for app in made:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+        app.extensions["genai"].close()
+
+
+def test_each_install_generates_its_own_secret_key(build_app, tmp_path):
+    first = build_app(tmp_path / "one").config["SECRET_KEY"]
+    second = build_app(tmp_path / "two").config["SECRET_KEY"]
+    assert first and second and first != second
+    assert len(first) >= 32
+    assert (tmp_path / "one" / "secret_key").read_text() == first
+    if os.name == "posix":
+        assert (tmp_path / "one" / "secret_key").stat().st_mode & 0o077 == 0
+    assert build_app(tmp_path / "one").config["SECRET_KEY"] == first
+
+
+def test_upgrade_from_the_first_migration_keeps_the_data(build_app, tmp_path):
+    from alembic.script import ScriptDirectory
+    from werkzeug.security import generate_password_hash
+
+    data_dir = tmp_path / "data"
+    app = build_app(data_dir)
+    upgrade_database(app, revision="0001")
+
+    picture = png_bytes((10, 120, 200))
+    sha = app.extensions["image_store"].put(picture, "image/png")
+    stamp = "2025-01-02 03:04:05.000000"
+    with app.app_context():
+        password_hash = generate_password_hash(
+            PASSWORD, method=app.config["PASSWORD_HASH_METHOD"]
+        )
+        statements = [
+            (
+                "INSERT INTO users (id, username, username_key, password_hash, created_at,"
+                " is_admin, disabled, auth_epoch)"
+                " VALUES (1, 'OldTimer', 'oldtimer', :hash, :ts, 0, 0, 0)",
+                {"hash": password_hash},
+            ),
+            (
+                "INSERT INTO images (id, sha256, mime, width, height, byte_size, created_at)"
+                " VALUES (1, :sha, 'image/png', 32, 24, :size, :ts)",
+                {"sha": sha, "size": len(picture)},
+            ),
+            (
+                "INSERT INTO conversations (id, user_id, title, created_at, updated_at,"
+                " message_count, last_prompt, last_image_id)"
+                " VALUES (7, 1, 'from version one', :ts, :ts, 2, 'a blue square', 1)",
+                {},
+            ),
+            (
+                "INSERT INTO messages (id, conversation_id, role, kind, prompt, texts, params,"
+                " finish_reasons, created_at)"
+                " VALUES (1, 7, 'user', 'generate', 'a blue square', '[]', '{}', '[]', :ts)",
+                {},
+            ),
+            (
+                "INSERT INTO messages (id, conversation_id, role, kind, prompt, texts, params,"
+                " model, finish_reasons, created_at)"
+                " VALUES (2, 7, 'assistant', 'generate', NULL, '[\"here it is\"]', '{}',"
+                " 'old-model', '[\"STOP\"]', :ts)",
+                {},
+            ),
+            (
+                "INSERT INTO message_images (message_id, role, position, image_id)"
+                " VALUES (2, 'output', 0, 1)",
+                {},
+            ),
+        ]
+        for statement, params in statements:
+            db.session.execute(text(statement), {"ts": stamp, **params})
+        db.session.commit()
+
+    upgrade_database(app)  # what `python wsgi.py` does at start
+
+    with app.app_context():
+        revision = db.session.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        heads = ScriptDirectory.from_config(
+            app.extensions["migrate"].migrate.get_config()
+        ).get_heads()
+        db.session.rollback()
+    assert [revision] == heads
+
+    client = app.test_client()
+    login = client.post("/auth/login", json={"username": "oldtimer", "password": PASSWORD})
+    assert login.status_code == 200, login.get_json()
+    items = client.get("/conversations").get_json()["items"]
+    assert [(c["id"], c["title"], c["message_count"]) for c in items] == [
+        (7, "from version one", 2)
+    ]
+    messages = client.get("/conversations/7/messages").get_json()["items"]
+    assert [m["role"] for m in messages] == ["user", "assistant"]
+    assert messages[0]["prompt"] == "a blue square"
+    assert messages[1]["texts"] == ["here it is"]
+    image = client.get(messages[1]["images"][0]["url"])
+    assert image.status_code == 200
+    assert image.data == picture
+
+
+# ---- backups --------------------------------------------------------------------
+
+
+def _populated(build_app, data_dir: Path):
+    app = build_app(data_dir)
+    upgrade_database(app)
+    client = app.test_client()
+    created = client.post("/auth/signup", json={"username": "keeper", "password": PASSWORD})
+    csrf = created.get_json()["csrf_token"]
+    conversation = client.post(
+        "/conversations", json={"title": "worth keeping"}, headers={"X-CSRF-Token": csrf}
+    )
+    assert conversation.status_code == 201
+    sha = app.extensions["image_store"].put(png_bytes(), "image/png")
+    return app, sha
+
+
+def test_backup_zip_holds_database_images_and_secret_key(build_app, tmp_path):
+    data_dir = tmp_path / "data"
+    app, sha = _populated(build_app, data_dir)
+    target = tmp_path / "snapshots" / "nightly.zip"
+
+    result = app.test_cli_runner().invoke(args=["backup", "--output", str(target)])
+    assert result.exit_code == 0, result.output
+    assert str(target) in result.output
+
+    with zipfile.ZipFile(target) as archive:
+        names = set(archive.namelist())
+        assert {"app.db", "secret_key", "backup-manifest.json"} <= names
+        assert f"images/{sha[:2]}/{sha}.png" in names
+        assert archive.read("secret_key").decode() == app.config["SECRET_KEY"]
+        manifest = json.loads(archive.read("backup-manifest.json"))
+        archive.extract("app.db", tmp_path / "restored")
+    assert manifest["rows"]["users"] == 1
+    assert manifest["database_file"] == "app.db"
+
+    restored = sqlite3.connect(tmp_path / "restored" / "app.db")
+    try:
+        assert restored.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        # One self-contained file, not a WAL database missing its -wal.
+        assert restored.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        assert restored.execute("SELECT username FROM users").fetchall() == [("keeper",)]
+        assert restored.execute("SELECT title FROM conversations").fetchall() == [
+            ("worth keeping",)
+        ]
+    finally:
+        restored.close()
+
+
+def test_backup_to_a_folder_is_timestamped(build_app, tmp_path):
+    app, sha = _populated(build_app, tmp_path / "data")
+    out = tmp_path / "backups"
+    result = app.test_cli_runner().invoke(args=["backup", "--folder", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    [snapshot] = list(out.iterdir())
+    assert re.fullmatch(r"nano-banana-\d{8}-\d{6}", snapshot.name)
+    assert (snapshot / "images" / sha[:2] / f"{sha}.png").read_bytes() == png_bytes()
+    restored = sqlite3.connect(snapshot / "app.db")
+    try:
+        assert restored.execute("SELECT COUNT(*) FROM conversations").fetchone()[0] == 1
+    finally:
+        restored.close()
+
+
+@pytest.mark.postgres
+def test_backup_without_pg_dump_says_what_to_run(app_factory, monkeypatch):
+    if not (TEST_DATABASE_URL or "").startswith("postgresql"):
+        pytest.skip("runs on the PostgreSQL pass (TEST_DATABASE_URL)")
+    import app.backup as backup
+
+    monkeypatch.setattr(backup.shutil, "which", lambda name: None)
+    app = app_factory(SECRET_KEY=None)
+    result = app.test_cli_runner().invoke(args=["backup"])
+    assert result.exit_code == 1
+    assert "pg_dump" in result.output
+    assert "NOT INCLUDED" in result.output
+    password = make_url(TEST_DATABASE_URL).password
+    if password:
+        assert password not in result.output
+
+
+# ---- Dockerfile and compose -----------------------------------------------------
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    joined = (ROOT / "Dockerfile").read_text(encoding="utf-8").replace("\\\n", " ")
+    instructions = []
+    for line in joined.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            instructions.append((keyword.upper(), rest.strip()))
+    return instructions
+
+
+def dockerfile_values(keyword: str) -> list[str]:
+    return [rest for word, rest in dockerfile_instructions() if word == keyword]
+
+
+def dockerfile_exec_form(keyword: str) -> list[str]:
+    [rest] = dockerfile_values(keyword)
+    if keyword == "HEALTHCHECK":
+        rest = rest[rest.index("CMD ") + 4 :]
+    return json.loads(rest)
+
+
+def dockerfile_env() -> dict[str, str]:
+    env = {}
+    for rest in dockerfile_values("ENV"):
+        env.update(dict(re.findall(r"(\w+)=(\S+)", rest)))
+    return env
+
+
+def test_dockerfile_runs_what_the_tests_run():
+    assert dockerfile_values("FROM") == ["python:3.11-slim"]
+    assert dockerfile_exec_form("CMD") == SERVER_COMMAND
+    health = dockerfile_exec_form("HEALTHCHECK")
+    assert health[0] == "python" and "/health" in health[-1]
+    [user] = dockerfile_values("USER")
+    assert user not in ("root", "0") and not user.startswith("0:")
+    assert dockerfile_values("EXPOSE") == [str(APP_PORT)]
+    env = dockerfile_env()
+    assert env["DATA_DIR"] == "/data"
+    assert env["LOG_DIR"] == "/data/logs"
+    assert env["HOST"] == "0.0.0.0"
+    assert env["PORT"] == str(APP_PORT)
+    assert json.loads(dockerfile_values("VOLUME")[0]) == ["/data"]
+    python_own = {name for name in env if name.startswith(("PYTHON", "PIP_"))}
+    assert set(env) - python_own <= app_variables()
+
+
+def test_dockerfile_installs_dependencies_before_the_code():
+    copies = dockerfile_values("COPY")
+    runs = dockerfile_values("RUN")
+    order = [f"{w} {r}" for w, r in dockerfile_instructions() if w in ("COPY", "RUN")]
+    assert copies[0] == "requirements.txt ."
+    assert order.index("COPY requirements.txt .") < order.index(f"RUN {runs[0]}")
+    assert "pip install -r requirements.txt" in runs[0]
+    assert order.index(f"RUN {runs[0]}") < order.index("COPY . .")
+
+
+def test_dockerignore_keeps_secrets_and_data_out():
+    ignored = set((ROOT / ".dockerignore").read_text(encoding="utf-8").split())
+    assert {".env", ".venv", ".git", "instance", "logs"} <= ignored
+
+
+def compose(name: str) -> dict:
+    return yaml.safe_load((ROOT / name).read_text(encoding="utf-8"))
+
+
+def interpolated_variables(value) -> set[str]:
+    return set(re.findall(r"\$\{(\w+)", json.dumps(value)))
+
+
+def effective_default(value) -> str:
+    """What compose passes when .env and the shell don't set the variable."""
+    value = str(value)
+    match = re.fullmatch(r"\$\{\w+(?::?-([^}]*))?\}", value)
+    return (match.group(1) or "") if match else value
+
+
+def app_service(spec: dict) -> tuple[str, dict]:
+    [(name, service)] = [(n, s) for n, s in spec["services"].items() if "build" in s]
+    return name, service
+
+
+@pytest.mark.parametrize("name", ["docker-compose.nas.yml", "docker-compose.ngrok.yml"])
+def test_compose_names_only_what_the_app_reads(name):
+    spec = compose(name)
+    known = app_variables()
+    declared_volumes = set(spec.get("volumes") or {})
+    api_name, api = app_service(spec)
+    assert api["build"] in (".", {"context": "."})
+    assert api["restart"] == "unless-stopped"
+    assert api["env_file"] in (".env", [".env"])
+
+    environment = api["environment"]
+    assert set(environment) <= known
+    assert interpolated_variables(api) <= known
+    assert environment["DATA_DIR"] == "/data"
+    assert str(environment["PORT"]) == str(APP_PORT)
+    assert environment["HOST"] == "0.0.0.0"
+    assert str(environment["LOG_DIR"]).startswith("/data/")
+    assert {"GOOGLE_API_KEY", "GEMINI_API_KEY", "DEFAULT_MODEL"} <= set(environment)
+    assert {"GENAI_MAX_CONCURRENT", "GENAI_MIN_INTERVAL_MS"} <= set(environment)
+    assert effective_default(environment["TRUSTED_PROXY_COUNT"]) == "1"
+
+    for port in api.get("ports", []):
+        assert str(port).rsplit(":", 1)[-1] == str(APP_PORT)
+    [volume] = api["volumes"]
+    source, target = volume.split(":")[:2]
+    assert target == "/data"
+    assert source in declared_volumes
+
+    for other_name, other in spec["services"].items():
+        if other_name == api_name:
+            continue
+        # Only ngrok's own container sits beside the app.
+        assert other["image"].startswith("ngrok/ngrok")
+        assert set(other.get("environment", {})) <= NGROK_VARIABLES
+        assert interpolated_variables(other) <= NGROK_VARIABLES
+        assert f"{api_name}:{APP_PORT}" in other["command"]
+        assert "ports" not in other and "volumes" not in other
+
+
+def test_nas_compose_publishes_4041():
+    _, api = app_service(compose("docker-compose.nas.yml"))
+    assert api["ports"] == [f"4041:{APP_PORT}"]
+
+
+def test_ngrok_compose_locks_generation_down_by_default(monkeypatch):
+    spec = compose("docker-compose.ngrok.yml")
+    _, api = app_service(spec)
+    environment = api["environment"]
+    assert "ports" not in api, "only the tunnel reaches the app"
+
+    def default_is_true(variable: str) -> bool:
+        monkeypatch.setenv(variable, effective_default(environment[variable]))
+        return env_bool(variable)
+
+    assert default_is_true("REQUIRE_AUTH_FOR_GENERATION")
+    assert "ALLOW_SIGNUP" in environment
+    assert effective_default(environment["TRUSTED_PROXY_COUNT"]) == "1"
+    assert "NGROK_AUTHTOKEN" in spec["services"]["ngrok"]["environment"]

@@ -1,0 +1,149 @@
+"""The shared gate in Redis: several gates (as several processes would have)
+obey one bound, one spacing, one queue; a dead holder's slot comes back."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import uuid
+
+import pytest
+
+from app.errors import Busy
+from tests.conftest import require_service
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def redis_client():
+    from redis import Redis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    client = Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except RedisConnectionError:
+        require_service("Redis")
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def make_gate(redis_client):
+    from app.services.genai.redis_gate import RedisGate
+
+    prefix = f"nb:test:{uuid.uuid4().hex}"
+    gates = []
+
+    def make(**settings):
+        defaults = dict(max_concurrent=2, min_interval_s=0, max_queue=10, queue_timeout_s=10)
+        defaults.update(settings)
+        gate = RedisGate(redis_client, prefix=prefix, **defaults)
+        gates.append(gate)
+        return gate
+
+    yield make
+    for gate in gates:
+        gate.close()
+    for key in redis_client.scan_iter(f"{prefix}:*"):
+        redis_client.delete(key)
+
+
+class InFlight:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.now = 0
+        self.peak = 0
+        self.starts: list[float] = []
+
+    def __enter__(self):
+        with self.lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+            self.starts.append(time.monotonic())
+
+    def __exit__(self, *exc):
+        with self.lock:
+            self.now -= 1
+
+
+def run_callers(gates, count, work_s, flight):
+    outcomes = []
+    lock = threading.Lock()
+
+    def caller(gate):
+        try:
+            with gate.slot(), flight:
+                time.sleep(work_s)
+            result = "ok"
+        except Busy:
+            result = "busy"
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=caller, args=(gates[i % len(gates)],)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
+def test_two_gates_share_one_concurrency_bound(make_gate):
+    gates = [make_gate(), make_gate()]
+    flight = InFlight()
+    outcomes = run_callers(gates, 10, 0.2, flight)
+    assert outcomes.count("ok") == 10
+    assert flight.peak == 2
+    assert gates[0].active == 0 and gates[0].waiting == 0
+
+
+def test_starts_are_spaced_across_gates(make_gate):
+    gates = [
+        make_gate(min_interval_s=0.2, max_concurrent=4),
+        make_gate(min_interval_s=0.2, max_concurrent=4),
+    ]
+    flight = InFlight()
+    run_callers(gates, 6, 0.05, flight)
+    starts = sorted(flight.starts)
+    assert all(b - a >= 0.19 for a, b in itertools.pairwise(starts))
+
+
+def test_queue_bound_refuses_at_once(make_gate):
+    gates = [make_gate(max_queue=2), make_gate(max_queue=2)]
+    flight = InFlight()
+    started = time.monotonic()
+    outcomes = run_callers(gates, 8, 0.5, flight)
+    assert outcomes.count("ok") == 4  # 2 in flight + 2 queued
+    assert outcomes.count("busy") == 4
+    assert time.monotonic() - started < 3
+
+
+def test_queue_timeout_is_busy(make_gate):
+    gate = make_gate(max_concurrent=1, queue_timeout_s=0.2)
+    flight = InFlight()
+    outcomes = run_callers([gate], 2, 0.6, flight)
+    assert sorted(outcomes) == ["busy", "ok"]
+
+
+def test_dead_holder_slot_returns_after_lease(make_gate, redis_client):
+    gate = make_gate(max_concurrent=1, lease_s=1, queue_timeout_s=5)
+    # A process that took the slot and died: its lease is never renewed.
+    seconds, micros = redis_client.time()
+    now_ms = seconds * 1000 + micros // 1000
+    redis_client.zadd(gate.keys[0], {"dead-process": now_ms + 1000})
+    started = time.monotonic()
+    with gate.slot():
+        waited = time.monotonic() - started
+    assert 0.5 < waited < 2.5
+
+
+def test_live_holder_keeps_slot_past_lease(make_gate):
+    gate = make_gate(max_concurrent=1, lease_s=1, queue_timeout_s=0.3)
+    other = make_gate(max_concurrent=1, lease_s=1, queue_timeout_s=0.3)
+    with gate.slot():
+        time.sleep(1.6)  # longer than the lease: renewal keeps it held
+        with pytest.raises(Busy), other.slot():
+            pass
