@@ -95,7 +95,7 @@ def pg_dump(url: URL, target: Path) -> None:
 def pg_dump_hint(url: URL) -> str:
     safe = url.set(drivername="postgresql", password="***" if url.password else None)
     return (
-        f'pg_dump --format=custom --no-owner --file={PG_DUMP_NAME} '
+        f"pg_dump --format=custom --no-owner --file={PG_DUMP_NAME} "
         f'"{safe.render_as_string(hide_password=False)}"'
     )
 

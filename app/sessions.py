@@ -26,6 +26,15 @@ SESSIONLESS_PREFIXES = ("/health", "/static/")
 
 
 class SessionlessPathsMixin:
+    """Shared by both backends: no store access for liveness and static
+    files, and a Secure cookie whenever the request came over HTTPS (as
+    ProxyFix reports it behind trusted proxies), not only when configured."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        from flask import request
+
+        return bool(app.config["SESSION_COOKIE_SECURE"]) or request.is_secure
+
     def open_session(self, app: Flask, request):
         if request.path.startswith(SESSIONLESS_PREFIXES):
             return self.session_class(sid=self._generate_sid(self.sid_length), permanent=True)

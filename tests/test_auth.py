@@ -312,3 +312,23 @@ def test_signup_can_be_closed(app_factory):
     )
     assert response.status_code == 403
     assert response.get_json()["error"] == "signup_closed"
+
+
+def test_cookie_is_secure_over_https_through_trusted_proxy(app_factory):
+    app = app_factory(TRUSTED_PROXY_COUNT=1)
+    client = app.test_client()
+    response = client.post(
+        "/auth/signup",
+        json={"username": "hank", "password": "correct-horse-1"},
+        headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "198.51.100.1"},
+    )
+    assert "Secure" in response.headers["Set-Cookie"]
+
+
+def test_forwarded_proto_is_ignored_without_trusted_proxy(client):
+    response = client.post(
+        "/auth/signup",
+        json={"username": "ivan", "password": "correct-horse-1"},
+        headers={"X-Forwarded-Proto": "https"},
+    )
+    assert "Secure" not in response.headers["Set-Cookie"]

@@ -75,7 +75,9 @@ def test_readme_variable_table_matches_env_example(readme):
     text_ = (ROOT / readme).read_text(encoding="utf-8")
     tabled = set(re.findall(r"^\| `([A-Z][A-Z0-9_]+)`", text_, flags=re.MULTILINE))
     assert set(env_example_variables()) <= tabled, "a variable is missing from the README table"
-    assert tabled <= app_variables() | NGROK_VARIABLES, "the README documents a variable no one reads"
+    assert tabled <= app_variables() | NGROK_VARIABLES, (
+        "the README documents a variable no one reads"
+    )
 
 
 # ---- the server process --------------------------------------------------------
@@ -334,9 +336,7 @@ def test_upgrade_from_the_first_migration_keeps_the_data(build_app, tmp_path):
     sha = app.extensions["image_store"].put(picture, "image/png")
     stamp = "2025-01-02 03:04:05.000000"
     with app.app_context():
-        password_hash = generate_password_hash(
-            PASSWORD, method=app.config["PASSWORD_HASH_METHOD"]
-        )
+        password_hash = generate_password_hash(PASSWORD, method=app.config["PASSWORD_HASH_METHOD"])
         statements = [
             (
                 "INSERT INTO users (id, username, username_key, password_hash, created_at,"

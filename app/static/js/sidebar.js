@@ -1,0 +1,207 @@
+// The conversation list: newest activity first, each with its title, time and
+// last image (all from the list endpoint: no request per conversation), a
+// title filter, more pages on scroll, inline rename, delete with confirmation.
+
+import { api, ApiError } from "./api.js";
+import { $, debounce, h, iconButton } from "./dom.js";
+import { icon } from "./icons.js";
+import { relativeTime, t } from "./i18n.js";
+import { emit, on, state } from "./state.js";
+import { confirmDialog, toast } from "./ui.js";
+
+const PAGE = 30;
+const DEFAULT_TITLE = "New conversation"; // what the server calls an untitled one
+
+let items = [];
+let cursor = null;
+let filter = "";
+let loading = false;
+let generation = 0; // discards answers to superseded list requests
+
+export function displayTitle(conversation) {
+  return !conversation || conversation.title === DEFAULT_TITLE ? t("conv.defaultTitle") : conversation.title;
+}
+
+export function findConversation(id) {
+  return items.find((item) => item.id === id) || null;
+}
+
+function thumb(conversation) {
+  if (conversation.last_image_thumb_url) {
+    return h("img", { class: "conv-thumb", src: conversation.last_image_thumb_url, alt: "", loading: "lazy", width: 40, height: 40 });
+  }
+  return h("span", { class: "conv-thumb conv-thumb-empty", "aria-hidden": "true" }, icon("image"));
+}
+
+function row(conversation) {
+  const title = displayTitle(conversation);
+  const current = conversation.id === state.currentConvId;
+  const open = h("button", {
+    type: "button",
+    class: "conv-open",
+    "aria-current": current ? "page" : false,
+    onclick: () => emit("open-conversation", conversation.id),
+  },
+  thumb(conversation),
+  h("span", { class: "conv-text" },
+    h("span", { class: "conv-title", text: title }),
+    h("span", { class: "conv-sub" },
+      h("time", { datetime: conversation.updated_at, text: relativeTime(conversation.updated_at) }),
+      conversation.last_prompt ? h("span", { class: "conv-prompt", text: ` · ${conversation.last_prompt}` }) : null)));
+  open.addEventListener("dblclick", () => startRename(conversation));
+  open.addEventListener("keydown", (event) => {
+    if (event.key === "F2") {
+      event.preventDefault();
+      startRename(conversation);
+    }
+  });
+  const actions = h("div", { class: "conv-actions" },
+    iconButton("pencil", `${t("conv.rename")}: ${title}`, () => startRename(conversation), "icon-btn icon-btn-sm"),
+    iconButton("trash", `${t("conv.delete")}: ${title}`, () => remove(conversation), "icon-btn icon-btn-sm danger"));
+  actions.children[0].dataset.action = "rename";
+  actions.children[1].dataset.action = "delete";
+  return h("li", { class: `conv-item${current ? " is-current" : ""}`, dataset: { id: String(conversation.id) } },
+    open, actions);
+}
+
+function render() {
+  const list = $("#conv-list");
+  list.replaceChildren(...items.map(row));
+  const empty = $("#conv-empty");
+  empty.hidden = Boolean(items.length) || loading || !state.user;
+  empty.textContent = filter ? t("conv.noMatch", { q: filter }) : t("conv.empty");
+}
+
+export async function loadConversations({ more = false } = {}) {
+  if (!state.user) return;
+  if (more && (!cursor || loading)) return;
+  const mine = ++generation;
+  loading = true;
+  const params = new URLSearchParams({ limit: String(PAGE) });
+  if (more) params.set("cursor", cursor);
+  if (filter) params.set("q", filter);
+  try {
+    const page = await api.get(`/conversations?${params}`);
+    if (mine !== generation) return;
+    items = more ? [...items, ...page.items.filter((c) => !findConversation(c.id))] : page.items;
+    cursor = page.next_cursor;
+  } catch (error) {
+    if (mine !== generation) return;
+    if (error instanceof ApiError && error.status !== 401) toast(t("conv.loadFailed"), { kind: "error" });
+  } finally {
+    if (mine === generation) {
+      loading = false;
+      render();
+    }
+  }
+}
+
+export function resetConversations() {
+  generation += 1;
+  items = [];
+  cursor = null;
+  loading = false;
+  render();
+}
+
+/** Put a conversation (new or just changed) at the top. */
+export function upsertConversation(conversation) {
+  items = [conversation, ...items.filter((item) => item.id !== conversation.id)];
+  render();
+}
+
+export function markCurrent() {
+  for (const li of $("#conv-list").children) {
+    const current = Number(li.dataset.id) === state.currentConvId;
+    li.classList.toggle("is-current", current);
+    const button = li.querySelector(".conv-open");
+    if (current) button.setAttribute("aria-current", "page");
+    else button.removeAttribute("aria-current");
+  }
+}
+
+function startRename(conversation) {
+  const li = $(`#conv-list li[data-id="${conversation.id}"]`);
+  if (!li || li.classList.contains("renaming")) return;
+  li.classList.add("renaming");
+  const input = h("input", {
+    type: "text",
+    class: "conv-rename",
+    value: conversation.title === DEFAULT_TITLE ? "" : conversation.title,
+    maxlength: "200",
+    "aria-label": t("conv.renameLabel"),
+    placeholder: displayTitle(conversation),
+  });
+  let done = false;
+  const finish = async (save) => {
+    if (done) return;
+    done = true;
+    const title = input.value.trim();
+    if (!save || !title || title === conversation.title) {
+      render();
+      li.isConnected && $(`#conv-list li[data-id="${conversation.id}"] .conv-open`)?.focus();
+      return;
+    }
+    try {
+      const updated = await api.patch(`/conversations/${conversation.id}`, { json: { title } });
+      items = items.map((item) => (item.id === updated.id ? updated : item));
+      emit("conversation-renamed", updated);
+    } catch (error) {
+      if (error instanceof ApiError) toast(error.message, { kind: "error" });
+    }
+    render();
+    $(`#conv-list li[data-id="${conversation.id}"] .conv-open`)?.focus();
+  };
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.isComposing && event.keyCode !== 229) {
+      event.preventDefault();
+      finish(true);
+    } else if (event.key === "Escape") {
+      event.preventDefault();
+      event.stopPropagation();
+      finish(false);
+    }
+  });
+  input.addEventListener("blur", () => finish(true));
+  li.querySelector(".conv-open").replaceWith(input);
+  input.focus();
+  input.select();
+}
+
+async function remove(conversation) {
+  const ok = await confirmDialog({
+    title: t("conv.deleteTitle"),
+    text: t("conv.deleteText", { title: displayTitle(conversation) }),
+    ok: t("common.delete"),
+  });
+  if (!ok) return;
+  try {
+    await api.delete(`/conversations/${conversation.id}`);
+    items = items.filter((item) => item.id !== conversation.id);
+    render();
+    emit("conversation-deleted", conversation.id);
+    toast(t("conv.deleted"), { kind: "success", timeout: 2000 });
+  } catch (error) {
+    if (error instanceof ApiError) toast(error.message, { kind: "error" });
+  }
+}
+
+export function initSidebar() {
+  const search = $("#conv-filter");
+  const refilter = debounce(() => {
+    filter = search.value.trim();
+    cursor = null;
+    loadConversations();
+  }, 250);
+  search.addEventListener("input", refilter);
+  const observer = new IntersectionObserver((entries) => {
+    if (entries.some((entry) => entry.isIntersecting)) loadConversations({ more: true });
+  }, { root: $("#conv-scroll"), rootMargin: "0px 0px 120px 0px" });
+  observer.observe($("#conv-sentinel"));
+  on("lang", render);
+  on("user", () => {
+    $("#sidebar-anon").hidden = Boolean(state.user);
+    $("#conv-scroll").hidden = !state.user;
+    $("#filter-field").hidden = !state.user;
+  });
+}
