@@ -53,11 +53,40 @@ def _loggers_kept() -> Iterator[None]:
             logging.getLogger(name).disabled = disabled
 
 
+# Any constant both processes agree on: the key of the PostgreSQL advisory
+# lock held while migrating ("nb-migr" in ASCII).
+MIGRATION_LOCK_KEY = 0x6E622D6D69677200
+
+
+@contextmanager
+def _migration_lock(app: Flask) -> Iterator[None]:
+    """Several processes started at once (behind a proxy) each migrate at
+    start. On PostgreSQL they take turns under a session-level advisory lock,
+    held on a connection of its own: the first applies the migrations, the
+    next finds the database at head and does nothing. SQLite needs no lock:
+    its writers already queue on the database file."""
+    from sqlalchemy import text
+
+    from app.extensions import db
+
+    if db.engine.dialect.name != "postgresql":
+        yield
+        return
+    with db.engine.connect() as conn:
+        conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            conn.commit()
+
+
 def upgrade_database(app: Flask, revision: str = "head") -> None:
     """Apply migrations at start, so an upgrade never needs a manual step."""
     from flask_migrate import upgrade
 
-    with app.app_context(), _loggers_kept():
+    with app.app_context(), _loggers_kept(), _migration_lock(app):
         upgrade(revision=revision)
 
 

@@ -282,10 +282,14 @@ def test_gate_bounds_concurrency_spacing_and_queue(gemini_app, fake_gemini):
     assert all(r[2] and int(r[2]) >= 1 for r in refused)
     assert max(r[1] for r in refused) < 0.25  # answered at once, not after a wait
     assert fake_gemini.max_in_flight == 2
-    starts = sorted(fake_gemini.start_times)
-    assert all(b - a >= 0.29 for a, b in itertools.pairwise(starts))
-    assert health_latency < 0.5
     gate = app.extensions["genai"].gate
+    gate_gaps = [b - a for a, b in itertools.pairwise(sorted(gate.recent_starts))]
+    assert min(gate_gaps) >= 0.299, gate_gaps
+    # What the fake sees adds each request's own client-side time (SDK,
+    # connection set-up) on a loaded machine: a few tens of ms either way.
+    fake_gaps = [b - a for a, b in itertools.pairwise(sorted(fake_gemini.start_times))]
+    assert min(fake_gaps) >= 0.2, fake_gaps
+    assert health_latency < 0.5
     assert gate.active == 0 and gate.waiting == 0
 
 

@@ -47,6 +47,8 @@ class LocalGate:
         self._queue: deque[object] = deque()
         self._next_start = 0.0
         self._avg_call_s = 5.0  # a guess until calls are measured
+        # When recent calls were let through (monotonic), for tests and benches.
+        self.recent_starts: deque[float] = deque(maxlen=1000)
 
     # -- introspection (tests, /health) ------------------------------------
     @property
@@ -76,6 +78,7 @@ class LocalGate:
             if delay > 0:
                 self._sleep(delay)
             started = self._clock()
+            self.recent_starts.append(started)
             yield
         finally:
             # Released on every path: success, error, timeout, exit.

@@ -1,0 +1,215 @@
+// Start-up and wiring: theme, language, who is logged in, the models, and
+// how the sidebar, thread, composer and settings react to each other.
+
+import { api, handleSessionLost } from "./api.js";
+import { adoptSession, initAuth, sessionExpired } from "./auth.js";
+import { clearAttachments, fillPrompt, initComposer, setEditing } from "./composer.js";
+import { $, h } from "./dom.js";
+import { fillIcons } from "./icons.js";
+import { applyI18n, lang, onLangChange, setLang, t } from "./i18n.js";
+import { initViewer } from "./images.js";
+import { prefs } from "./prefs.js";
+import { initSettings, renderSettings } from "./settings.js";
+import {
+  displayTitle, findConversation, initSidebar, loadConversations, markCurrent,
+  resetConversations, upsertConversation,
+} from "./sidebar.js";
+import { emit, on, state } from "./state.js";
+import { clearThread, initThread, showConversation } from "./thread.js";
+import { initTokens } from "./tokens.js";
+import { closeDrawersIfNarrow, initDrawers, togglePanel, toast } from "./ui.js";
+
+// ---- theme -------------------------------------------------------------------------
+
+const SYSTEM_DARK = window.matchMedia("(prefers-color-scheme: dark)");
+
+function currentTheme() {
+  return prefs.get("theme") || (SYSTEM_DARK.matches ? "dark" : "light");
+}
+
+function applyTheme() {
+  const theme = currentTheme();
+  document.documentElement.dataset.theme = theme;
+  $("#theme-toggle").setAttribute("aria-label", t(theme === "dark" ? "theme.toLight" : "theme.toDark"));
+  $("#theme-toggle").title = $("#theme-toggle").getAttribute("aria-label");
+}
+
+// ---- the parts of the page that depend on state ------------------------------------------
+
+function renderChrome() {
+  $("#lang-label").textContent = t("lang.other");
+  const badge = $("#provider-badge");
+  badge.hidden = !state.provider;
+  badge.dataset.provider = state.provider || "";
+  badge.textContent = state.provider ? t(`provider.${state.provider}`) : "";
+  $("#banner-offline").hidden = state.provider !== "offline" || sessionStorage.getItem("nb.offlineDismissed") === "1";
+  $("#banner-anon").hidden = Boolean(state.user) || sessionStorage.getItem("nb.anonDismissed") === "1";
+  $("#about").textContent = t("settings.about", {
+    version: state.version,
+    provider: state.provider ? t(`provider.${state.provider}`) : "—",
+  });
+  renderThreadTitle();
+  applyTheme();
+}
+
+function renderThreadTitle() {
+  const conversation = state.currentConvId ? findConversation(state.currentConvId) : null;
+  $("#thread-head").hidden = !conversation;
+  $("#thread-title").textContent = conversation ? displayTitle(conversation) : "";
+  document.title = conversation ? `${displayTitle(conversation)} · Nano Banana` : "Nano Banana";
+}
+
+function renderSuggestions() {
+  const box = $("#suggestions");
+  box.replaceChildren(...[1, 2, 3, 4].map((n) => h("button", {
+    type: "button",
+    class: "suggestion",
+    onclick: () => fillPrompt(t(`suggest.${n}`)),
+  }, t(`suggest.${n}`))));
+}
+
+// ---- conversations ---------------------------------------------------------------------------
+
+function rememberConversation(id) {
+  if (state.user) prefs.set(`conv.${state.user.id}`, id);
+}
+
+async function openConversation(id) {
+  state.currentConvId = id;
+  rememberConversation(id);
+  markCurrent();
+  renderThreadTitle();
+  closeDrawersIfNarrow();
+  clearAttachments();
+  try {
+    const newest = await showConversation(id);
+    if (state.currentConvId === id) setEditing(newest);
+  } catch (error) {
+    if (error.status === 404) {
+      state.currentConvId = null;
+      rememberConversation(null);
+      clearThread();
+      loadConversations();
+    }
+    toast(error.message, { kind: "error" });
+  }
+  $("#prompt").focus({ preventScroll: true });
+}
+
+function newConversation() {
+  // A conversation is created on the server with the first prompt, so an
+  // abandoned "new" leaves nothing behind.
+  state.currentConvId = null;
+  rememberConversation(null);
+  clearThread();
+  clearAttachments();
+  markCurrent();
+  renderThreadTitle();
+  closeDrawersIfNarrow();
+  $("#prompt").focus();
+}
+
+async function createConversation() {
+  if (state.currentConvId) return state.currentConvId;
+  const conversation = await api.post("/conversations", { json: {} });
+  state.currentConvId = conversation.id;
+  rememberConversation(conversation.id);
+  upsertConversation(conversation);
+  markCurrent();
+  renderThreadTitle();
+  return conversation.id;
+}
+
+async function afterTurn({ convId }) {
+  if (!convId || !state.user) return;
+  // The title is set from the first prompt and the thumbnail changed: one
+  // list request brings both.
+  await loadConversations();
+  markCurrent();
+  renderThreadTitle();
+}
+
+async function onUser(user) {
+  resetConversations();
+  state.currentConvId = null;
+  clearThread();
+  clearAttachments();
+  renderChrome();
+  if (!user) return;
+  await loadConversations();
+  const last = prefs.get(`conv.${user.id}`);
+  if (last && findConversation(last)) await openConversation(last);
+  else markCurrent();
+}
+
+// ---- start ---------------------------------------------------------------------------------
+
+async function boot() {
+  fillIcons();
+  applyI18n();
+  applyTheme();
+  renderSuggestions();
+  initDrawers();
+  initViewer();
+  initThread();
+  initSettings();
+  initTokens();
+  initSidebar();
+  initAuth();
+  initComposer({ createConversation });
+
+  if (prefs.get("settingsCollapsed")) $("#app").classList.add("settings-collapsed");
+  $("#open-settings").setAttribute("aria-expanded", String(!prefs.get("settingsCollapsed")));
+
+  $("#lang-toggle").addEventListener("click", () => setLang(lang() === "zh" ? "en" : "zh"));
+  $("#theme-toggle").addEventListener("click", () => {
+    prefs.set("theme", currentTheme() === "dark" ? "light" : "dark");
+    applyTheme();
+  });
+  SYSTEM_DARK.addEventListener("change", applyTheme);
+  $("#open-sidebar").addEventListener("click", () => togglePanel($("#sidebar")));
+  $("#open-settings").addEventListener("click", () => togglePanel($("#settings"), {
+    onCollapse: () => {
+      const collapsed = $("#app").classList.toggle("settings-collapsed");
+      prefs.set("settingsCollapsed", collapsed);
+      $("#open-settings").setAttribute("aria-expanded", String(!collapsed));
+    },
+  }));
+  $("#new-conv").addEventListener("click", newConversation);
+  $("#dismiss-offline").addEventListener("click", () => {
+    sessionStorage.setItem("nb.offlineDismissed", "1");
+    renderChrome();
+  });
+
+  onLangChange(() => {
+    renderSuggestions();
+    renderChrome();
+    renderSettings();
+    emit("lang");
+  });
+  on("user", onUser);
+  on("open-conversation", openConversation);
+  on("conversation-renamed", renderThreadTitle);
+  on("conversation-deleted", (id) => {
+    if (id === state.currentConvId) newConversation();
+  });
+  on("turn-finished", afterTurn);
+  on("turn-failed", afterTurn);
+  handleSessionLost(sessionExpired);
+
+  state.version = document.body.dataset.version || "";
+  const [health, me, models] = await Promise.all([
+    api.get("/health").catch(() => null),
+    api.get("/me").catch(() => ({ authenticated: false })),
+    api.get("/v1/models").catch(() => null),
+  ]);
+  state.provider = health?.provider || models?.provider || null;
+  if (health?.version) state.version = health.version;
+  state.models = models?.models || [];
+  state.defaultModel = models?.default_model || state.models.find((m) => m.default)?.id || null;
+  renderSettings();
+  adoptSession(me);
+  document.body.classList.add("ready");
+}
+
+boot();

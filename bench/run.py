@@ -1,0 +1,221 @@
+"""Benchmarks of issue 7: upstream efficiency, pacing, responsiveness under
+saturation, load shedding, overhead and memory, history, request-path ceiling.
+
+    .venv/bin/python bench/run.py                 # 3 runs of everything (make bench)
+    .venv/bin/python bench/run.py --quick         # 1 short run
+    .venv/bin/python bench/run.py --runs 5 --scenario efficiency --scenario overhead
+
+Each scenario starts the fake Gemini server (tests/fake_gemini.py) and the
+app as ``python wsgi.py`` serves it (waitress, fresh DATA_DIR and LOG_DIR in
+/tmp), drives it with the load generator in bench/loadgen.py, and stops both.
+Prints one table: the median of the runs, with min and max, beside each goal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from scenarios import SCENARIOS, Options  # noqa: E402
+
+# (scenario, figure, label, unit, goal as (op, value) or None)
+TABLE = [
+    ("efficiency", "efficiency", "1 upstream efficiency (N=4, L=0.5 s, 64 clients)", "ratio", (">=", 0.95)),
+    ("efficiency", "gen_per_s", "1 generations per second (upstream)", "1/s", None),
+    ("efficiency", "gen_per_s_client", "1 generations per second (client side)", "1/s", None),
+    ("efficiency", "gen_failed", "1 failed generations", "count", ("==", 0)),
+    ("pacing", "pacing", "2 pacing (N=4, 300 ms): achieved / 3.33 per s", "ratio", (">=", 0.95)),
+    ("pacing", "min_gap_ms", "2 closest upstream starts", "ms", (">=", 300)),
+    ("efficiency", "health_p50_ms", "3 GET /health under saturation p50", "ms", None),
+    ("efficiency", "health_p99_ms", "3 GET /health under saturation p99", "ms", ("<", 50)),
+    ("efficiency", "convs_p50_ms", "3 GET /conversations (logged in) under saturation p50", "ms", None),
+    ("efficiency", "convs_p99_ms", "3 GET /conversations (logged in) under saturation p99", "ms", ("<", 50)),
+    ("shedding", "shed_share", "4 share of requests answered 503", "ratio", None),
+    ("shedding", "shed_with_retry_after", "4 share of 503s with Retry-After", "ratio", ("==", 1)),
+    ("shedding", "shed_p50_ms", "4 503 latency p50", "ms", None),
+    ("shedding", "shed_p99_ms", "4 503 latency p99", "ms", ("<", 100)),
+    ("shedding", "requests_per_s", "4 offered requests per second", "1/s", None),
+    ("overhead", "overhead_p50_ms", "5 end-to-end minus L, 1 MB PNG, p50", "ms", ("<", 15)),
+    ("overhead", "overhead_p99_ms", "5 end-to-end minus L, 1 MB PNG, p99", "ms", None),
+    ("overhead", "fake_direct_minus_L_p50_ms", "5 of which the fake itself (direct call minus L) p50", "ms", None),
+    ("overhead", "app_only_p50_ms", "5 end-to-end minus direct fake call, p50", "ms", None),
+    ("overhead", "rss_start_mb", "5 RSS after start", "MB", None),
+    ("overhead", "rss_idle_mb", "5 RSS idle (after warm-up)", "MB", None),
+    ("overhead", "rss_peak_above_idle_mb", "5 peak RSS above idle, 16 at once", "MB", ("<", 64)),
+    ("history", "page_p50_ms", "6 GET messages, default page (30), p50", "ms", ("<", 30)),
+    ("history", "page_p99_ms", "6 GET messages, default page (30), p99", "ms", None),
+    ("history", "page_bytes", "6 GET messages, default page, bytes", "B", ("<", 100 * 1024)),
+    ("history", "full_p50_ms", "6 GET messages, all 200 (limit=200), p50", "ms", None),
+    ("history", "full_bytes", "6 GET messages, all 200, bytes", "B", None),
+    ("history", "image_p50_ms", "6 GET /images/{id} (256 KB PNG) p50", "ms", None),
+    ("history", "revalidate_p50_ms", "6 GET /images/{id} If-None-Match → 304, p50", "ms", None),
+    ("history", "revalidate_all_304", "6 every revalidation answered 304", "bool", ("==", True)),
+    ("ceiling", "bare_rps", "7 bare waitress constant, req/s (8 clients)", "1/s", None),
+    ("ceiling", "health_rps", "7 our GET /health, req/s (access log on)", "1/s", None),
+    ("ceiling", "health_quiet_rps", "7 our GET /health, req/s (LOG_LEVEL=WARNING)", "1/s", None),
+    ("ceiling", "health_vs_bare", "7 /health ÷ bare (access log on)", "ratio", None),
+    ("ceiling", "access_log_cost", "7 throughput lost to the access log (/health)", "ratio", None),
+    ("ceiling", "convs_rps", "7 our GET /conversations (logged in), req/s", "1/s", None),
+    ("ceiling", "convs_quiet_rps", "7 our GET /conversations, req/s (LOG_LEVEL=WARNING)", "1/s", None),
+]
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="repeats of each scenario (default 3)")
+    parser.add_argument(
+        "--duration", type=float, default=20.0, help="seconds of load in scenarios 1, 2, 4"
+    )
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        choices=sorted(SCENARIOS),
+        help="run only this scenario (repeatable)",
+    )
+    parser.add_argument("--quick", action="store_true", help="1 run, short durations")
+    parser.add_argument("--json", type=Path, help="also write every run's figures here")
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    return parser.parse_args(argv)
+
+
+def machine() -> dict:
+    def run(*cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, check=False).stdout.strip()
+        except OSError:
+            return ""
+
+    memory = run("free", "-h").splitlines()
+    return {
+        "nproc": run("nproc") or str(os.cpu_count()),
+        "memory": memory[1].split()[1] if len(memory) > 1 else "?",
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def check(value, goal) -> str:
+    if goal is None:
+        return ""
+    if isinstance(value, float) and math.isnan(value):
+        return "?"
+    op, target = goal
+    met = {
+        ">=": value >= target,
+        "<": value < target,
+        "==": value == target,
+    }[op]
+    return "met" if met else "MISSED"
+
+
+def summarise(values: list):
+    if all(isinstance(v, bool) for v in values):
+        return all(values), all(values), all(values)
+    numbers = [v for v in values if not (isinstance(v, float) and math.isnan(v))]
+    if not numbers:
+        return float("nan"), float("nan"), float("nan")
+    return statistics.median(numbers), min(numbers), max(numbers)
+
+
+def fmt(value) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "-"
+        if abs(value) >= 100:
+            return f"{value:.0f}"
+        if abs(value) >= 10:
+            return f"{value:.1f}"
+        return f"{value:.3g}" if abs(value) < 1 else f"{value:.2f}"
+    return str(value)
+
+
+def goal_text(goal) -> str:
+    if goal is None:
+        return ""
+    op, target = goal
+    return f"{op} {fmt(target)}"
+
+
+def table(results: dict[str, list[dict]], markdown: bool) -> str:
+    rows = []
+    for scenario, key, label, unit, goal in TABLE:
+        runs = [figures[key] for figures in results.get(scenario, []) if key in figures]
+        if not runs:
+            continue
+        median, low, high = summarise(runs)
+        rows.append(
+            [label, unit, fmt(median), fmt(low), fmt(high), goal_text(goal), check(median, goal)]
+        )
+    header = ["figure", "unit", "median", "min", "max", "goal", ""]
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        return "\n".join(lines)
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    for row in rows:
+        lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    opts = Options(duration=args.duration)
+    runs = args.runs
+    if args.quick:
+        runs = 1
+        opts = Options(duration=8.0, short_duration=4.0, overhead_requests=15)
+    selected = args.scenario or list(SCENARIOS)
+    info = machine()
+    print(
+        f"machine: {info['nproc']} cores ({info['cpu']}), {info['memory']} RAM, "
+        f"Python {info['python']}, {info['platform']}",
+        flush=True,
+    )
+    results: dict[str, list[dict]] = {name: [] for name in selected}
+    began = time.monotonic()
+    for run in range(1, runs + 1):
+        for name in selected:
+            started = time.monotonic()
+            figures = SCENARIOS[name](opts)
+            results[name].append(figures)
+            print(
+                f"run {run}/{runs} {name} ({time.monotonic() - started:.0f} s): "
+                + json.dumps(figures),
+                flush=True,
+            )
+    print(f"\n{runs} run(s) in {time.monotonic() - began:.0f} s; median, min, max of the runs\n")
+    print(table(results, args.markdown))
+    if args.json:
+        args.json.write_text(json.dumps({"machine": info, "runs": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

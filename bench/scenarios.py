@@ -1,0 +1,434 @@
+"""The benchmark scenarios of issue 7. Each starts its own fake Gemini server
+and its own app (fresh data and log folders), measures, stops both, and
+returns a flat dict of figures; ``run.py`` repeats them and prints the table.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+from loadgen import Client, Sample, burst, percentile, run_closed_loop
+from servers import App, BareApp, FakeGemini, memory_kb, reset_peak_rss
+
+GEN_PATH = "/v1/generate"
+GEN_BODY = {"prompt": "a ripe banana on a blue table"}
+PASSWORD = "bench-password-123"
+# What the SDK sends, near enough for the fake to answer the same image.
+FAKE_PATH = "/v1beta/models/gemini-3.1-flash-image:generateContent"
+FAKE_BODY = {
+    "contents": [{"role": "user", "parts": [{"text": GEN_BODY["prompt"]}]}],
+    "generationConfig": {"candidateCount": 1, "responseModalities": ["TEXT", "IMAGE"]},
+}
+
+
+@dataclass
+class Options:
+    duration: float = 20.0  # scenarios 1-4
+    short_duration: float = 8.0  # scenario 7, per server
+    clients: int = 64
+    overhead_requests: int = 30
+    history_turns: int = 100
+
+
+def gemini_env(fake: FakeGemini, **gate) -> dict[str, str]:
+    env = {
+        "GOOGLE_API_KEY": "bench-key",
+        "GENAI_PROVIDER": "gemini",
+        "GENAI_BASE_URL": fake.url,
+        "GENAI_MAX_RETRIES": "0",
+    }
+    env.update({f"GENAI_{key.upper()}": str(value) for key, value in gate.items()})
+    return env
+
+
+def ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)
+
+
+def latency_figures(prefix: str, samples: list[Sample]) -> dict[str, float]:
+    values = [sample.latency for sample in samples]
+    return {
+        f"{prefix}_p50_ms": ms(percentile(values, 50)),
+        f"{prefix}_p99_ms": ms(percentile(values, 99)),
+        f"{prefix}_n": len(values),
+    }
+
+
+def sign_up(app: App, name: str = "bench") -> tuple[Client, str]:
+    """A logged-in client (session cookie) and its CSRF token."""
+    client = app.client()
+    response = client.request(
+        "POST", "/auth/signup", body={"username": name, "password": PASSWORD}
+    )
+    if response.status != 201:
+        raise RuntimeError(f"signup failed: {response.status} {response.body[:200]!r}")
+    return client, response.json()["csrf_token"]
+
+
+def logged_in_factory(app: App, cookies: dict[str, str]):
+    def make() -> Client:
+        client = app.client()
+        client.cookies = dict(cookies)
+        return client
+
+    return make
+
+
+def generate_step(client: Client) -> tuple[Sample, float]:
+    return client.timed("generate", "POST", GEN_PATH, body=GEN_BODY), 0.0
+
+
+def probe_step(label: str, path: str, pause: float):
+    def step(client: Client) -> tuple[Sample, float]:
+        return client.timed(label, "GET", path), pause
+
+    return step
+
+
+def _busy_fraction(starts: list[float], latency: float, lo: float, hi: float) -> float:
+    """Upstream call-seconds inside [lo, hi], each call lasting ``latency``:
+    counting fractions of calls avoids the ±1 call error of a window edge."""
+    return sum(max(0.0, min(hi, s + latency) - max(lo, s)) for s in starts)
+
+
+# ------------------------------------------------------------------ 1 + 3
+
+
+def efficiency(opts: Options) -> dict:
+    """Scenario 1 (upstream efficiency) with scenario 3 (responsiveness)
+    measured while it runs."""
+    latency, slots = 0.5, 4
+    fake = FakeGemini(latency=latency)
+    app = App(
+        env=gemini_env(
+            fake,
+            max_concurrent=slots,
+            min_interval_ms=0,
+            max_queue=opts.clients,
+            queue_timeout_s=120,
+        )
+    )
+    try:
+        app.start()
+        user, _ = sign_up(app)
+        cookies = dict(user.cookies)
+        user.close()
+        warm = app.client()
+        assert warm.request("POST", GEN_PATH, body=GEN_BODY).status == 200
+        warm.close()
+        fake.reset()
+        result = run_closed_loop(
+            [
+                (opts.clients, app.client, generate_step),
+                (1, app.client, probe_step("health", "/health", 0.02)),
+                (1, logged_in_factory(app, cookies), probe_step("convs", "/conversations", 0.02)),
+            ],
+            opts.duration,
+        )
+        stats = fake.stats()
+    finally:
+        app.stop()
+        fake.stop()
+
+    warmup = min(2.0, opts.duration / 4)
+    lo, hi = result.started + warmup, result.deadline
+    busy = _busy_fraction(stats["start_times"], latency, lo, hi)
+    utilisation = busy / (slots * (hi - lo))
+    generations = result.by_label("generate")
+    ok = [s for s in generations if s.status == 200]
+    done_in_window = sum(1 for s in ok if lo <= s.end <= hi)
+    in_run = lambda label: [  # noqa: E731
+        s for s in result.by_label(label) if result.started <= s.start <= result.deadline
+    ]
+    health, convs = in_run("health"), in_run("convs")
+    figures = {
+        "efficiency": round(utilisation, 4),
+        "gen_per_s": round(utilisation * slots / latency, 3),
+        "gen_per_s_client": round(done_in_window / (hi - lo), 3),
+        "gen_ok": len(ok),
+        "gen_failed": len(generations) - len(ok),
+        "max_in_flight": stats["max_in_flight"],
+        "health_failed": sum(1 for s in health if s.status != 200),
+        "convs_failed": sum(1 for s in convs if s.status != 200),
+    }
+    figures.update(latency_figures("health", health))
+    figures.update(latency_figures("convs", convs))
+    return figures
+
+
+# ------------------------------------------------------------------ 2
+
+
+def pacing(opts: Options) -> dict:
+    latency, slots, interval = 0.5, 4, 0.3
+    clients = 16
+    fake = FakeGemini(latency=latency)
+    app = App(
+        env=gemini_env(
+            fake,
+            max_concurrent=slots,
+            min_interval_ms=round(interval * 1000),
+            max_queue=clients,
+            queue_timeout_s=120,
+        )
+    )
+    try:
+        app.start()
+        fake.reset()
+        result = run_closed_loop([(clients, app.client, generate_step)], opts.duration)
+        stats = fake.stats()
+    finally:
+        app.stop()
+        fake.stop()
+    starts = sorted(stats["start_times"])
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    warmup = min(2.0, opts.duration / 4)
+    window = [s for s in starts if result.started + warmup <= s <= result.deadline]
+    rate = (len(window) - 1) / (window[-1] - window[0]) if len(window) > 1 else 0.0
+    target = min(slots / latency, 1 / interval)
+    generations = result.by_label("generate")
+    return {
+        "pacing": round(rate / target, 4),
+        "starts_per_s": round(rate, 3),
+        "min_gap_ms": ms(min(gaps)) if gaps else float("nan"),
+        "gaps_under_300ms": sum(1 for gap in gaps if gap < interval),
+        "gen_ok": sum(1 for s in generations if s.status == 200),
+        "gen_failed": sum(1 for s in generations if s.status != 200),
+    }
+
+
+# ------------------------------------------------------------------ 4
+
+
+def shedding(opts: Options, think_s: float = 0.1) -> dict:
+    """64 clients against 4 slots and 4 queue places. A refused client
+    waits ``think_s`` before trying again (it would honour Retry-After; a
+    short pause keeps the refusals coming)."""
+    latency, slots, queue = 0.5, 4, 4
+    fake = FakeGemini(latency=latency)
+    app = App(
+        env=gemini_env(
+            fake, max_concurrent=slots, min_interval_ms=0, max_queue=queue, queue_timeout_s=30
+        )
+    )
+
+    def step(client: Client) -> tuple[Sample, float]:
+        sample = client.timed("generate", "POST", GEN_PATH, body=GEN_BODY)
+        return sample, think_s if sample.status == 503 else 0.0
+
+    try:
+        app.start()
+        result = run_closed_loop([(opts.clients, app.client, step)], opts.duration)
+    finally:
+        app.stop()
+        fake.stop()
+    samples = [s for s in result.samples if s.start <= result.deadline]
+    shed = [s for s in samples if s.status == 503]
+    other = [s for s in samples if s.status not in (200, 503)]
+    figures = {
+        "shed_share": round(len(shed) / len(samples), 4) if samples else 0.0,
+        "shed_with_retry_after": round(sum(1 for s in shed if s.retry_after) / len(shed), 4)
+        if shed
+        else 0.0,
+        "requests_per_s": round(len(samples) / (result.deadline - result.started), 1),
+        "ok": sum(1 for s in samples if s.status == 200),
+        "other_status": len(other),
+    }
+    figures.update(latency_figures("shed", shed))
+    return figures
+
+
+# ------------------------------------------------------------------ 5
+
+
+def overhead(opts: Options, image_kb: int = 1024, concurrent: int = 16) -> dict:
+    latency = 0.2
+    fake = FakeGemini(latency=latency, image_kb=image_kb)
+    app = App(
+        env=gemini_env(
+            fake,
+            max_concurrent=concurrent,
+            min_interval_ms=0,
+            max_queue=concurrent,
+            queue_timeout_s=60,
+        )
+    )
+    try:
+        app.start()
+        rss_start = memory_kb(app.pid)["VmRSS"]
+        direct = Client("127.0.0.1", fake.port)
+        client = app.client()
+        for _ in range(3):  # warm both (imports, caches, connection pool)
+            assert client.request("POST", GEN_PATH, body=GEN_BODY).status == 200
+            direct.request("POST", FAKE_PATH, body=FAKE_BODY)
+        ours, baseline = [], []
+        for _ in range(opts.overhead_requests):
+            ours.append(client.timed("generate", "POST", GEN_PATH, body=GEN_BODY))
+            baseline.append(direct.timed("fake", "POST", FAKE_PATH, body=FAKE_BODY))
+        client.close()
+        direct.close()
+        assert all(s.status == 200 for s in ours), {s.status for s in ours}
+        time.sleep(0.5)
+        idle = memory_kb(app.pid)["VmRSS"]
+        peak_reset = reset_peak_rss(app.pid)
+        rounds = 3
+        burst_samples = []
+        for _ in range(rounds):
+            burst_samples += burst(
+                app.client,
+                lambda c: c.timed("generate", "POST", GEN_PATH, body=GEN_BODY),
+                concurrent,
+            )
+        peak = memory_kb(app.pid)["VmHWM"]
+        after = memory_kb(app.pid)["VmRSS"]
+        stats = fake.stats()
+    finally:
+        app.stop()
+        fake.stop()
+    extra = [s.latency - latency for s in ours]
+    app_only = [a.latency - b.latency for a, b in zip(ours, baseline, strict=True)]
+    return {
+        "overhead_p50_ms": ms(percentile(extra, 50)),
+        "overhead_p99_ms": ms(percentile(extra, 99)),
+        "app_only_p50_ms": ms(statistics.median(app_only)),
+        "fake_direct_minus_L_p50_ms": ms(percentile([b.latency - latency for b in baseline], 50)),
+        "response_bytes": ours[0].nbytes,
+        "rss_start_mb": round(rss_start / 1024, 1),
+        "rss_idle_mb": round(idle / 1024, 1),
+        "rss_peak_mb": round(peak / 1024, 1),
+        "rss_after_mb": round(after / 1024, 1),
+        "rss_peak_above_idle_mb": round((peak - idle) / 1024, 1) if peak_reset else float("nan"),
+        "burst_ok": sum(1 for s in burst_samples if s.status == 200),
+        "burst_max_in_flight": stats["max_in_flight"],
+    }
+
+
+# ------------------------------------------------------------------ 6
+
+
+def history(opts: Options, image_kb: int = 256, repeats: int = 100) -> dict:
+    fake = FakeGemini(latency=0.0, image_kb=image_kb)
+    app = App(env=gemini_env(fake, max_concurrent=4, min_interval_ms=0, max_queue=16))
+    try:
+        app.start()
+        client, csrf = sign_up(app)
+        client.headers["X-CSRF-Token"] = csrf
+        conversation = client.request("POST", "/conversations", body={"title": "bench"}).json()
+        conv_id = conversation["id"]
+        started = time.monotonic()
+        for turn in range(opts.history_turns):
+            body = dict(GEN_BODY, conv_id=conv_id, seed=turn)
+            response = client.request("POST", GEN_PATH, body=body)
+            if response.status != 200:
+                raise RuntimeError(f"turn {turn}: {response.status} {response.body[:200]!r}")
+        build_s = time.monotonic() - started
+        page_path = f"/conversations/{conv_id}/messages"
+        first = client.request("GET", page_path)
+        page = first.json()
+        image_id = page["items"][-1]["images"][0]["id"]
+        image_path = f"/images/{image_id}"
+        etag = client.request("GET", image_path).headers["ETag"]
+        pages = [client.timed("page", "GET", page_path) for _ in range(repeats)]
+        full = [client.timed("full", "GET", page_path + "?limit=200") for _ in range(repeats // 4)]
+        images = [client.timed("image", "GET", image_path) for _ in range(repeats)]
+        revalidated = [
+            client.timed("304", "GET", image_path, headers={"If-None-Match": etag})
+            for _ in range(repeats)
+        ]
+        client.close()
+    finally:
+        app.stop()
+        fake.stop()
+    figures = {
+        "turns": opts.history_turns,
+        "build_s": round(build_s, 1),
+        "page_items": len(page["items"]),
+        "page_bytes": len(first.body),
+        "full_items": 2 * opts.history_turns,
+        "full_bytes": full[0].nbytes,
+        "image_bytes": images[0].nbytes,
+        "revalidate_all_304": all(s.status == 304 for s in revalidated),
+        "revalidate_bytes": revalidated[0].nbytes,
+    }
+    figures.update(latency_figures("page", pages))
+    figures.update(latency_figures("full", full))
+    figures.update(latency_figures("image", images))
+    figures.update(latency_figures("revalidate", revalidated))
+    return figures
+
+
+# ------------------------------------------------------------------ 7
+
+
+def _throughput(make_client, path: str, clients: int, duration: float) -> tuple[float, list]:
+    result = run_closed_loop(
+        [(clients, make_client, probe_step("req", path, 0.0))], duration, start_gate=0.2
+    )
+    done = [s for s in result.samples if s.status == 200 and s.end <= result.deadline]
+    return len(done) / (result.deadline - result.started), result.samples
+
+
+def ceiling(opts: Options, clients: int = 8) -> dict:
+    """Requests per second for GET /health: a bare waitress app, ours with the
+    access log (LOG_LEVEL=INFO), ours without (WARNING), and a logged-in
+    GET /conversations. Same thread count, same load generator."""
+    duration = opts.short_duration
+    fake = FakeGemini()
+    figures: dict = {}
+    try:
+        app = App(env=gemini_env(fake))
+        app.start()
+        threads = _thread_count(app)
+        try:
+            rate, samples = _throughput(app.client, "/health", clients, duration)
+            figures["health_rps"] = round(rate, 1)
+            figures.update(latency_figures("health", samples))
+            user, _ = sign_up(app)
+            rate, _ = _throughput(
+                logged_in_factory(app, dict(user.cookies)), "/conversations", clients, duration
+            )
+            figures["convs_rps"] = round(rate, 1)
+        finally:
+            app.stop()
+        quiet = App(env=dict(gemini_env(fake), LOG_LEVEL="WARNING"))
+        quiet.start()
+        try:
+            rate, _ = _throughput(quiet.client, "/health", clients, duration)
+            figures["health_quiet_rps"] = round(rate, 1)
+            user, _ = sign_up(quiet)
+            rate, _ = _throughput(
+                logged_in_factory(quiet, dict(user.cookies)), "/conversations", clients, duration
+            )
+            figures["convs_quiet_rps"] = round(rate, 1)
+        finally:
+            quiet.stop()
+        with BareApp(threads) as bare:
+            rate, samples = _throughput(bare.client, "/health", clients, duration)
+            figures["bare_rps"] = round(rate, 1)
+            figures.update(latency_figures("bare", samples))
+    finally:
+        fake.stop()
+    figures["health_vs_bare"] = round(figures["health_rps"] / figures["bare_rps"], 4)
+    figures["health_quiet_vs_bare"] = round(figures["health_quiet_rps"] / figures["bare_rps"], 4)
+    figures["access_log_cost"] = round(1 - figures["health_rps"] / figures["health_quiet_rps"], 4)
+    figures["threads"] = threads
+    return figures
+
+
+def _thread_count(app: App) -> int:
+    text = app.stderr_path.read_text()
+    marker = " threads, provider"
+    line = next(line for line in text.splitlines() if marker in line)
+    return int(line.split(" with ")[1].split(marker)[0])
+
+
+SCENARIOS = {
+    "efficiency": efficiency,  # 1 and 3
+    "pacing": pacing,  # 2
+    "shedding": shedding,  # 4
+    "overhead": overhead,  # 5
+    "history": history,  # 6
+    "ceiling": ceiling,  # 7
+}
