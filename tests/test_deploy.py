@@ -27,7 +27,7 @@ from app import create_app
 from app.extensions import db, limiter
 from app.serving import upgrade_database
 from config import TestingConfig, env_bool
-from tests.conftest import TEST_DATABASE_URL, png_bytes
+from tests.conftest import TEST_DATABASE_URL, png_bytes, require_service
 
 ROOT = Path(__file__).resolve().parent.parent
 # The Dockerfile's CMD; the tests run the same arguments with this venv's python.
@@ -468,10 +468,37 @@ def test_backup_to_a_folder_is_timestamped(build_app, tmp_path):
         restored.close()
 
 
-@pytest.mark.postgres
-def test_backup_without_pg_dump_says_what_to_run(app_factory, monkeypatch):
+def _needs_postgres() -> None:
     if not (TEST_DATABASE_URL or "").startswith("postgresql"):
         pytest.skip("runs on the PostgreSQL pass (TEST_DATABASE_URL)")
+
+
+@pytest.mark.postgres
+def test_backup_dumps_postgres_with_pg_dump(app_factory, tmp_path):
+    _needs_postgres()
+    import shutil
+
+    if shutil.which("pg_dump") is None:
+        require_service("pg_dump")
+    app = app_factory(SECRET_KEY=None)
+    client = app.test_client()
+    assert client.post("/auth/signup", json={"username": "pg-keeper", "password": PASSWORD})
+    target = tmp_path / "pg.zip"
+    result = app.test_cli_runner().invoke(args=["backup", "--output", str(target)])
+    assert result.exit_code == 0, result.output
+    with zipfile.ZipFile(target) as archive:
+        dump = archive.read("database.pgdump")
+        manifest = json.loads(archive.read("backup-manifest.json"))
+    assert dump.startswith(b"PGDMP")  # pg_dump's custom format
+    assert manifest["rows"]["users"] == 1
+    password = make_url(TEST_DATABASE_URL).password
+    if password:
+        assert password not in result.output
+
+
+@pytest.mark.postgres
+def test_backup_without_pg_dump_says_what_to_run(app_factory, monkeypatch):
+    _needs_postgres()
     import app.backup as backup
 
     monkeypatch.setattr(backup.shutil, "which", lambda name: None)

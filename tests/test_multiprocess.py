@@ -253,6 +253,7 @@ def test_generations_across_both_processes_share_one_gate(cluster, fake):
         "min_start_gap_ms": round(min(gaps) * 1000, 1),
         "mean_start_gap_ms": round(sum(gaps) / len(gaps) * 1000, 1),
         "wall_time_s": round(elapsed, 2),
+        "start_gaps_ms": [round(gap * 1000, 1) for gap in gaps],
     }
     assert fake.max_in_flight <= MAX_CONCURRENT
     assert fake.max_in_flight == MAX_CONCURRENT  # and the bound is actually used

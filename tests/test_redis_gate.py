@@ -108,7 +108,10 @@ def test_starts_are_spaced_across_gates(make_gate):
     flight = InFlight()
     run_callers(gates, 6, 0.05, flight)
     starts = sorted(flight.starts)
-    assert all(b - a >= 0.19 for a, b in itertools.pairwise(starts))
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    # Scheduled 200 ms apart on the Redis clock; thread wake-up jitter on a
+    # loaded 2-core machine is the tolerance.
+    assert min(gaps) >= 0.17, gaps
 
 
 def test_queue_bound_refuses_at_once(make_gate):

@@ -56,6 +56,18 @@ _MALFORMED_IMAGE_ERRORS = (
 )
 _TOO_MANY_PIXELS_ERRORS = (Image.DecompressionBombError, Image.DecompressionBombWarning)
 
+# The PNG fast path of to_png (see _strip_png_metadata).
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_COLOUR_MODES = {2: "RGB", 6: "RGBA"}  # colour type → Pillow mode, at 8 bits
+# Ancillary chunks that change what Pillow decodes: a PNG with one takes the
+# full path (tRNS makes RGB into RGBA; the others are APNG frames).
+_PNG_PIXEL_ALTERING_CHUNKS = frozenset({b"tRNS", b"acTL", b"fcTL", b"fdAT"})
+# Where Pillow finds an EXIF orientation in a PNG: an eXIf chunk, or a text
+# chunk with one of these keywords (see Image.getexif).
+_PNG_TEXT_CHUNKS = frozenset({b"tEXt", b"zTXt", b"iTXt"})
+_PNG_ORIENTATION_KEYWORDS = frozenset({b"exif", b"Raw profile type exif", b"XML:com.adobe.xmp"})
+_ORIENTATION_TAG = 0x0112
+
 
 @dataclass(frozen=True)
 class CleanImage:
@@ -105,6 +117,9 @@ def to_png(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> CleanImage:
     Every failure, an oversized picture included, is an InvalidImage: the
     caller only needs to know the model's output was unusable.
     """
+    stripped = _strip_png_metadata(data, max_pixels=max_pixels)
+    if stripped is not None:
+        return stripped
     try:
         image = decode_image(data, max_pixels=max_pixels)
     except ImageTooLarge as exc:
@@ -129,6 +144,93 @@ def encode_png(image: Image.Image) -> CleanImage:
     buffer = io.BytesIO()
     image.save(buffer, "PNG", optimize=False, compress_level=PNG_COMPRESS_LEVEL)
     return CleanImage(data=buffer.getvalue(), width=image.width, height=image.height)
+
+
+def _strip_png_metadata(data: bytes, *, max_pixels: int) -> CleanImage | None:
+    """The fast path of :func:`to_png`: an upstream PNG that is already what
+    :func:`encode_png` would make (8-bit RGB or RGBA, not interlaced, upright)
+    keeps its pixel chunks byte for byte and loses every other chunk, instead
+    of a decode and re-encode (tens of milliseconds for a 1 MB picture).
+
+    Returns None, meaning "take the full path", for anything else or anything
+    doubtful. Pillow decodes the original (every chunk parsed, as the full
+    path would) and then the result, so both paths accept the same inputs.
+    """
+    parsed = _png_pixel_chunks(data, max_pixels)
+    if parsed is None:
+        return None
+    stripped, (width, height), mode, may_rotate = parsed
+    try:
+        original = Image.open(io.BytesIO(data), formats=("PNG",))
+        original.load()
+        if original.mode != mode or "transparency" in original.info:
+            return None
+        if may_rotate and original.getexif().get(_ORIENTATION_TAG, 1) != 1:
+            return None
+        result = Image.open(io.BytesIO(stripped), formats=("PNG",))
+        result.load()
+    except (*_MALFORMED_IMAGE_ERRORS, *_TOO_MANY_PIXELS_ERRORS):
+        return None  # the full path decodes it again and says what is wrong
+    if result.size != (width, height) or result.mode != mode or result.info:
+        return None
+    return CleanImage(data=stripped, width=width, height=height)
+
+
+def _png_pixel_chunks(data: bytes, max_pixels: int):
+    """Walk the chunks of a PNG at the byte level (CRCs checked). For a PNG
+    the fast path can take: (signature + IHDR + IDAT... + IEND, size, mode,
+    whether a chunk may carry an EXIF orientation); otherwise None."""
+    if not data.startswith(_PNG_SIGNATURE):
+        return None
+    view = memoryview(data)
+    kept: list[memoryview | bytes] = [_PNG_SIGNATURE]
+    offset = len(_PNG_SIGNATURE)
+    size = mode = None
+    may_rotate = idat_seen = idat_done = False
+    while offset + 12 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, offset)
+        end = offset + 12 + length
+        if end > len(data):
+            return None
+        (crc,) = struct.unpack_from(">I", data, end - 4)
+        if zlib.crc32(view[offset + 4 : end - 4]) != crc:
+            return None
+        if kind == b"IHDR":
+            if size is not None or length != 13:
+                return None
+            width, height, depth, colour, compression, filtering, interlace = struct.unpack_from(
+                ">IIBBBBB", data, offset + 8
+            )
+            if depth != 8 or colour not in _PNG_COLOUR_MODES or compression or filtering:
+                return None
+            if interlace or not (0 < width * height <= max_pixels):
+                return None
+            size, mode = (width, height), _PNG_COLOUR_MODES[colour]
+        elif size is None:
+            return None  # IHDR must come first
+        elif kind == b"IDAT":
+            if idat_done:
+                return None  # IDAT chunks must be consecutive
+            idat_seen = True
+        elif kind == b"IEND":
+            if not idat_seen:
+                return None
+            kept.append(view[offset:end])
+            return b"".join(kept), size, mode, may_rotate
+        elif not kind[0] & 0x20 or kind in _PNG_PIXEL_ALTERING_CHUNKS:
+            return None  # PLTE or another critical chunk; transparency; animation
+        elif kind == b"eXIf" or (
+            kind in _PNG_TEXT_CHUNKS
+            and bytes(view[offset + 8 : offset + 8 + min(length, 80)]).partition(b"\0")[0]
+            in _PNG_ORIENTATION_KEYWORDS
+        ):
+            may_rotate = True
+        if idat_seen and kind != b"IDAT":
+            idat_done = True
+        if kind in (b"IHDR", b"IDAT"):
+            kept.append(view[offset:end])
+        offset = end
+    return None  # no IEND
 
 
 def make_thumbnail(png: bytes, size: int = 256) -> tuple[bytes, str]:

@@ -6,7 +6,7 @@
 import { $, h, iconButton } from "./dom.js";
 import { icon } from "./icons.js";
 import { t } from "./i18n.js";
-import { emit, on, state } from "./state.js";
+import { on, state } from "./state.js";
 import { currentModel, requestParams } from "./settings.js";
 import { startTurn } from "./thread.js";
 import { toast } from "./ui.js";
@@ -265,5 +265,3 @@ export function fillPrompt(text) {
   autosize();
   promptEl().focus();
 }
-
-export { emit };

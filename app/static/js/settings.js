@@ -56,11 +56,13 @@ function renderModelOptions() {
   select.title = "";
   const model = currentModel();
   select.replaceChildren(...state.models.map((m) =>
-    option(m.id, m.label && m.label !== m.id ? `${m.label} · ${m.id}` : m.id, model?.id)));
+    option(m.id, m.label || m.id, model?.id)));
 }
 
 function renderModelLimits() {
   const model = currentModel();
+  $("#set-model-hint").textContent = model
+    ? t("settings.modelHint", { id: model.id, n: model.max_input_images ?? "?" }) : "";
   const aspects = model?.aspect_ratios || [];
   const sizes = model?.image_sizes || [];
   if (values.aspect_ratio && !aspects.includes(values.aspect_ratio)) values.aspect_ratio = "";

@@ -23,7 +23,7 @@ function render() {
         " · ",
         token.last_used_at ? t("tokens.lastUsed", { when: relativeTime(token.last_used_at) })
           : t("tokens.neverUsed"))),
-    iconButton("trash", `${t("tokens.revoke")}: ${token.name}`, () => revoke(token), "icon-btn icon-btn-sm danger")))));
+    iconButton("trash", `${t("tokens.revoke")}: ${token.name}`, () => revoke(token), "icon-btn icon-btn-sm danger"))));
 }
 
 async function load() {
