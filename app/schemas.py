@@ -21,6 +21,24 @@ class ErrorOut(BaseModel):
     detail: str = Field(description="Same as message (earlier clients read `detail`)")
 
 
+class FieldError(BaseModel):
+    loc: list[str]
+    msg: str
+    type: str
+
+
+class ValidationErrorOut(ErrorOut):
+    errors: list[FieldError] | None = Field(
+        None, description="What is wrong with which field (request validation)"
+    )
+
+
+def error_responses(*statuses: int) -> dict[int, type[BaseModel]]:
+    """The documented error answers of an API blueprint: all in the one error
+    shape; 422 (request validation) also lists the fields."""
+    return {status: ErrorOut for status in statuses} | {422: ValidationErrorOut}
+
+
 # ---- accounts ---------------------------------------------------------------
 
 

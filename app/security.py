@@ -10,9 +10,11 @@ import uuid
 
 from flask import Flask, current_app, g, request, session
 from flask_login import current_user, logout_user
+from flask_wtf.csrf import CSRFError, validate_csrf
+from wtforms.validators import ValidationError
 
 from app.errors import Unauthorized
-from app.extensions import csrf, login_manager
+from app.extensions import login_manager
 
 log = logging.getLogger("nano_banana.access")
 
@@ -91,7 +93,7 @@ def init_request_pipeline(app: Flask) -> None:
         if request.headers.get("Authorization", "").lower().startswith("bearer "):
             return  # a bearer token is not sent by browsers on their own
         if "_user_id" in session:
-            csrf.protect()
+            _check_csrf_header()
 
     @app.after_request
     def finish_request(response):
@@ -116,6 +118,20 @@ def init_request_pipeline(app: Flask) -> None:
             user_id,
         )
         return response
+
+
+def _check_csrf_header() -> None:
+    """Flask-WTF's token check on the X-CSRF-Token header alone. Its
+    csrf.protect() also scans the form's field names, which parses the whole
+    body first and fails with a 500 on a multipart part whose name werkzeug
+    cannot parse (the key is None); the token is only ever sent as a header."""
+    headers = current_app.config["WTF_CSRF_HEADERS"]
+    token = next((request.headers[name] for name in headers if name in request.headers), None)
+    try:
+        validate_csrf(token)
+    except ValidationError as error:
+        raise CSRFError(error.args[0]) from None
+    g.csrf_valid = True
 
 
 def _apply_cors(app: Flask, response) -> None:

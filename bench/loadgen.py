@@ -9,8 +9,8 @@ in flight; nothing runs unbounded.
 from __future__ import annotations
 
 import http.client
-import math
 import json
+import math
 import threading
 import time
 from collections.abc import Callable

@@ -26,11 +26,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from scenarios import SCENARIOS, Options  # noqa: E402
+from scenarios import SCENARIOS, Options
 
 # (scenario, figure, label, unit, goal as (op, value) or None)
 TABLE = [
-    ("efficiency", "efficiency", "1 upstream efficiency (N=4, L=0.5 s, 64 clients)", "ratio", (">=", 0.95)),
+    (
+        "efficiency",
+        "efficiency",
+        "1 upstream efficiency (N=4, L=0.5 s, 64 clients)",
+        "ratio",
+        (">=", 0.95),
+    ),
     ("efficiency", "gen_per_s", "1 generations per second (upstream)", "1/s", None),
     ("efficiency", "gen_per_s_client", "1 generations per second (client side)", "1/s", None),
     ("efficiency", "gen_failed", "1 failed generations", "count", ("==", 0)),
@@ -38,8 +44,20 @@ TABLE = [
     ("pacing", "min_gap_ms", "2 closest upstream starts", "ms", (">=", 300)),
     ("efficiency", "health_p50_ms", "3 GET /health under saturation p50", "ms", None),
     ("efficiency", "health_p99_ms", "3 GET /health under saturation p99", "ms", ("<", 50)),
-    ("efficiency", "convs_p50_ms", "3 GET /conversations (logged in) under saturation p50", "ms", None),
-    ("efficiency", "convs_p99_ms", "3 GET /conversations (logged in) under saturation p99", "ms", ("<", 50)),
+    (
+        "efficiency",
+        "convs_p50_ms",
+        "3 GET /conversations (logged in) under saturation p50",
+        "ms",
+        None,
+    ),
+    (
+        "efficiency",
+        "convs_p99_ms",
+        "3 GET /conversations (logged in) under saturation p99",
+        "ms",
+        ("<", 50),
+    ),
     ("shedding", "shed_share", "4 share of requests answered 503", "ratio", None),
     ("shedding", "shed_with_retry_after", "4 share of 503s with Retry-After", "ratio", ("==", 1)),
     ("shedding", "shed_p50_ms", "4 503 latency p50", "ms", None),
@@ -47,7 +65,13 @@ TABLE = [
     ("shedding", "requests_per_s", "4 offered requests per second", "1/s", None),
     ("overhead", "overhead_p50_ms", "5 end-to-end minus L, 1 MB PNG, p50", "ms", ("<", 15)),
     ("overhead", "overhead_p99_ms", "5 end-to-end minus L, 1 MB PNG, p99", "ms", None),
-    ("overhead", "fake_direct_minus_L_p50_ms", "5 of which the fake itself (direct call minus L) p50", "ms", None),
+    (
+        "overhead",
+        "fake_direct_minus_L_p50_ms",
+        "5 of which the fake itself (direct call minus L) p50",
+        "ms",
+        None,
+    ),
     ("overhead", "app_only_p50_ms", "5 end-to-end minus direct fake call, p50", "ms", None),
     ("overhead", "rss_start_mb", "5 RSS after start", "MB", None),
     ("overhead", "rss_idle_mb", "5 RSS idle (after warm-up)", "MB", None),
@@ -66,7 +90,13 @@ TABLE = [
     ("ceiling", "health_vs_bare", "7 /health ÷ bare (access log on)", "ratio", None),
     ("ceiling", "access_log_cost", "7 throughput lost to the access log (/health)", "ratio", None),
     ("ceiling", "convs_rps", "7 our GET /conversations (logged in), req/s", "1/s", None),
-    ("ceiling", "convs_quiet_rps", "7 our GET /conversations, req/s (LOG_LEVEL=WARNING)", "1/s", None),
+    (
+        "ceiling",
+        "convs_quiet_rps",
+        "7 our GET /conversations, req/s (LOG_LEVEL=WARNING)",
+        "1/s",
+        None,
+    ),
 ]
 
 

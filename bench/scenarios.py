@@ -5,6 +5,7 @@ returns a flat dict of figures; ``run.py`` repeats them and prints the table.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 from dataclasses import dataclass
@@ -59,9 +60,7 @@ def latency_figures(prefix: str, samples: list[Sample]) -> dict[str, float]:
 def sign_up(app: App, name: str = "bench") -> tuple[Client, str]:
     """A logged-in client (session cookie) and its CSRF token."""
     client = app.client()
-    response = client.request(
-        "POST", "/auth/signup", body={"username": name, "password": PASSWORD}
-    )
+    response = client.request("POST", "/auth/signup", body={"username": name, "password": PASSWORD})
     if response.status != 201:
         raise RuntimeError(f"signup failed: {response.status} {response.body[:200]!r}")
     return client, response.json()["csrf_token"]
@@ -183,7 +182,7 @@ def pacing(opts: Options) -> dict:
         app.stop()
         fake.stop()
     starts = sorted(stats["start_times"])
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     warmup = min(2.0, opts.duration / 4)
     window = [s for s in starts if result.started + warmup <= s <= result.deadline]
     rate = (len(window) - 1) / (window[-1] - window[0]) if len(window) > 1 else 0.0

@@ -288,7 +288,7 @@ def test_gate_bounds_concurrency_spacing_and_queue(gemini_app, fake_gemini):
     # What the fake sees adds each request's own client-side time (SDK,
     # connection set-up) on a loaded machine: a few tens of ms either way.
     fake_gaps = [b - a for a, b in itertools.pairwise(sorted(fake_gemini.start_times))]
-    assert min(fake_gaps) >= 0.2, fake_gaps
+    assert min(fake_gaps) >= 0.15, fake_gaps
     assert health_latency < 0.5
     assert gate.active == 0 and gate.waiting == 0
 

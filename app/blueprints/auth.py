@@ -22,11 +22,14 @@ from app.schemas import (
     TokenOut,
     TokenPath,
     UserOut,
+    error_responses,
 )
 from app.security import require_user
 from app.services import accounts, tokens
 
-bp = APIBlueprint("auth", __name__, abp_tags=[Tag(name="auth")])
+bp = APIBlueprint(
+    "auth", __name__, abp_tags=[Tag(name="auth")], abp_responses=error_responses(400, 401, 413)
+)
 
 
 def _login_limit() -> str:
@@ -61,7 +64,7 @@ def _start_session(user) -> SessionOut:
     return SessionOut(authenticated=True, user=UserOut.of(user), csrf_token=generate_csrf())
 
 
-@bp.post("/auth/signup", responses={201: SessionOut, 409: ErrorOut})
+@bp.post("/auth/signup", responses={201: SessionOut, 403: ErrorOut, 409: ErrorOut, 429: ErrorOut})
 @limiter.limit(_signup_limit)
 def signup(body: Credentials):
     """Create an account and log in."""
@@ -129,7 +132,7 @@ def create_token(body: TokenCreate):
     return out.model_dump(mode="json"), 201
 
 
-@bp.delete("/auth/tokens/<int:token_id>", responses={204: None})
+@bp.delete("/auth/tokens/<int:token_id>", responses={204: None, 404: ErrorOut})
 def revoke_token(path: TokenPath):
     """Revoke a token; it stops working at once."""
     tokens.revoke(require_user(), path.token_id)

@@ -17,11 +17,17 @@ from app.schemas import (
     MessageListQuery,
     MessageOut,
     MessagePageOut,
+    error_responses,
 )
 from app.security import require_user
 from app.services import conversations, library
 
-bp = APIBlueprint("conversations", __name__, abp_tags=[Tag(name="conversations")])
+bp = APIBlueprint(
+    "conversations",
+    __name__,
+    abp_tags=[Tag(name="conversations")],
+    abp_responses=error_responses(400, 401, 404, 413),
+)
 
 IMMUTABLE = "private, max-age=31536000, immutable"
 

@@ -11,11 +11,17 @@ from flask_openapi3 import APIBlueprint, Tag
 from app.errors import Unauthorized
 from app.extensions import limiter
 from app.net import client_address
-from app.schemas import ErrorOut, MessageOut
+from app.schemas import ErrorOut, MessageOut, error_responses
 from app.schemas_imaging import GenerateBody, ImageForm, ImagingOut, ModelsOut
 from app.services import imaging
 
-bp = APIBlueprint("imaging", __name__, url_prefix="/v1", abp_tags=[Tag(name="imaging")])
+bp = APIBlueprint(
+    "imaging",
+    __name__,
+    url_prefix="/v1",
+    abp_tags=[Tag(name="imaging")],
+    abp_responses=error_responses(),
+)
 
 ERRORS = {
     400: ErrorOut,
@@ -23,7 +29,6 @@ ERRORS = {
     404: ErrorOut,
     413: ErrorOut,
     415: ErrorOut,
-    422: ErrorOut,
     429: ErrorOut,
     502: ErrorOut,
     503: ErrorOut,

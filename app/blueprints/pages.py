@@ -8,10 +8,12 @@ from sqlalchemy import text
 
 from app import __version__
 from app.extensions import db
-from app.schemas import ErrorOut, HealthOut, ReadyOut
+from app.schemas import ErrorOut, HealthOut, ReadyOut, error_responses
 
 bp = Blueprint("pages", __name__)
-api = APIBlueprint("health", __name__, abp_tags=[Tag(name="health")])
+api = APIBlueprint(
+    "health", __name__, abp_tags=[Tag(name="health")], abp_responses=error_responses()
+)
 
 
 @bp.get("/")

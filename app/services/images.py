@@ -153,20 +153,22 @@ def _strip_png_metadata(data: bytes, *, max_pixels: int) -> CleanImage | None:
     of a decode and re-encode (tens of milliseconds for a 1 MB picture).
 
     Returns None, meaning "take the full path", for anything else or anything
-    doubtful. Pillow decodes the original (every chunk parsed, as the full
-    path would) and then the result, so both paths accept the same inputs.
+    doubtful. Pillow verifies the original (its chunks before the pixels are
+    parsed, every CRC checked; all of it is read when a chunk may carry an
+    EXIF orientation), and the result is verified by a full decode.
     """
     parsed = _png_pixel_chunks(data, max_pixels)
     if parsed is None:
         return None
     stripped, (width, height), mode, may_rotate = parsed
     try:
-        original = Image.open(io.BytesIO(data), formats=("PNG",))
-        original.load()
-        if original.mode != mode or "transparency" in original.info:
-            return None
-        if may_rotate and original.getexif().get(_ORIENTATION_TAG, 1) != 1:
-            return None
+        with Image.open(io.BytesIO(data), formats=("PNG",)) as original:
+            if may_rotate:
+                original.load()
+                if original.getexif().get(_ORIENTATION_TAG, 1) != 1:
+                    return None
+            else:
+                original.verify()
         result = Image.open(io.BytesIO(stripped), formats=("PNG",))
         result.load()
     except (*_MALFORMED_IMAGE_ERRORS, *_TOO_MANY_PIXELS_ERRORS):
@@ -193,7 +195,7 @@ def _png_pixel_chunks(data: bytes, max_pixels: int):
         if end > len(data):
             return None
         (crc,) = struct.unpack_from(">I", data, end - 4)
-        if zlib.crc32(view[offset + 4 : end - 4]) != crc:
+        if not kind.isalpha() or zlib.crc32(view[offset + 4 : end - 4]) != crc:
             return None
         if kind == b"IHDR":
             if size is not None or length != 13:

@@ -65,8 +65,9 @@ function renderModelLimits() {
     ? t("settings.modelHint", { id: model.id, n: model.max_input_images ?? "?" }) : "";
   const aspects = model?.aspect_ratios || [];
   const sizes = model?.image_sizes || [];
-  if (values.aspect_ratio && !aspects.includes(values.aspect_ratio)) values.aspect_ratio = "";
-  if (values.image_size && !sizes.includes(values.image_size)) values.image_size = "";
+  // Until the catalog has arrived, keep the saved choices as they are.
+  if (model && values.aspect_ratio && !aspects.includes(values.aspect_ratio)) values.aspect_ratio = "";
+  if (model && values.image_size && !sizes.includes(values.image_size)) values.image_size = "";
   const aspect = $("#set-aspect");
   aspect.replaceChildren(option("", t("settings.auto"), values.aspect_ratio),
     ...aspects.map((a) => option(a, a, values.aspect_ratio)));
