@@ -16,7 +16,7 @@ run: $(STAMP)
 	APP_ENV=development $(BIN)/python wsgi.py
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
