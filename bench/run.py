@@ -26,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import servers
 from scenarios import SCENARIOS, Options
 
 # (scenario, figure, label, unit, goal as (op, value) or None)
@@ -73,6 +74,13 @@ TABLE = [
         None,
     ),
     ("overhead", "app_only_p50_ms", "5 end-to-end minus direct fake call, p50", "ms", None),
+    (
+        "overhead",
+        "app_cpu_ms_per_request",
+        "5 app CPU time per generation (user+sys)",
+        "ms",
+        None,
+    ),
     ("overhead", "rss_start_mb", "5 RSS after start", "MB", None),
     ("overhead", "rss_idle_mb", "5 RSS idle (after warm-up)", "MB", None),
     ("overhead", "rss_peak_above_idle_mb", "5 peak RSS above idle, 16 at once", "MB", ("<", 64)),
@@ -113,6 +121,18 @@ def parse_args(argv=None):
         help="run only this scenario (repeatable)",
     )
     parser.add_argument("--quick", action="store_true", help="1 run, short durations")
+    parser.add_argument(
+        "--app-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for every app process (repeatable), for experiments",
+    )
+    parser.add_argument(
+        "--app-root",
+        type=Path,
+        help="serve wsgi.py from this checkout instead (to compare a change)",
+    )
     parser.add_argument("--json", type=Path, help="also write every run's figures here")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     return parser.parse_args(argv)
@@ -222,6 +242,9 @@ def main(argv=None) -> int:
         runs = 1
         opts = Options(duration=8.0, short_duration=4.0, overhead_requests=15)
     selected = args.scenario or list(SCENARIOS)
+    servers.EXTRA_ENV.update(dict(item.split("=", 1) for item in args.app_env))
+    if args.app_root:
+        servers.APP_ROOT = args.app_root.resolve()
     info = machine()
     print(
         f"machine: {info['nproc']} cores ({info['cpu']}), {info['memory']} RAM, "

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 
 from loadgen import Client, Sample, burst, percentile, run_closed_loop
-from servers import App, BareApp, FakeGemini, memory_kb, reset_peak_rss
+from servers import App, BareApp, FakeGemini, cpu_seconds, memory_kb, reset_peak_rss
 
 GEN_PATH = "/v1/generate"
 GEN_BODY = {"prompt": "a ripe banana on a blue table"}
@@ -263,8 +263,11 @@ def overhead(opts: Options, image_kb: int = 1024, concurrent: int = 16) -> dict:
             assert client.request("POST", GEN_PATH, body=GEN_BODY).status == 200
             direct.request("POST", FAKE_PATH, body=FAKE_BODY)
         ours, baseline = [], []
+        cpu = 0.0
         for _ in range(opts.overhead_requests):
+            before = cpu_seconds(app.pid)
             ours.append(client.timed("generate", "POST", GEN_PATH, body=GEN_BODY))
+            cpu += cpu_seconds(app.pid) - before
             baseline.append(direct.timed("fake", "POST", FAKE_PATH, body=FAKE_BODY))
         client.close()
         direct.close()
@@ -292,6 +295,7 @@ def overhead(opts: Options, image_kb: int = 1024, concurrent: int = 16) -> dict:
         "overhead_p50_ms": ms(percentile(extra, 50)),
         "overhead_p99_ms": ms(percentile(extra, 99)),
         "app_only_p50_ms": ms(statistics.median(app_only)),
+        "app_cpu_ms_per_request": ms(cpu / len(ours)),
         "fake_direct_minus_L_p50_ms": ms(percentile([b.latency - latency for b in baseline], 50)),
         "response_bytes": ours[0].nbytes,
         "rss_start_mb": round(rss_start / 1024, 1),

@@ -25,6 +25,11 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 60
+# Set by run.py's --app-env: added to every app's environment, last.
+EXTRA_ENV: dict[str, str] = {}
+# Set by run.py's --app-root: the checkout whose wsgi.py is served (a copy
+# with a change to try, say); the fake and this bench stay the same.
+APP_ROOT = ROOT
 STOP_TIMEOUT_S = 15
 
 
@@ -129,11 +134,12 @@ class App:
             }
         )
         env.update(self.env)
+        env.update(EXTRA_ENV)
         self.stderr_path = self.workdir / "stderr.log"
         with open(self.stderr_path, "wb") as stderr:
             self.process = subprocess.Popen(
                 [PYTHON, "wsgi.py"],
-                cwd=ROOT,
+                cwd=APP_ROOT,
                 env=env,
                 stdout=stderr,
                 stderr=stderr,
@@ -207,3 +213,12 @@ def reset_peak_rss(pid: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far, in seconds. On a
+    shared machine this moves far less with other people's load than wall
+    time does."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return ticks / os.sysconf("SC_CLK_TCK")

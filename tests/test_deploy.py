@@ -284,7 +284,7 @@ def test_secret_key_is_kept_so_sessions_survive_a_restart(launch, tmp_path):
     data_dir = tmp_path / "data"
     server = launch(data_dir)
     http = local_session()
-    signup(http, server, "survivor")
+    csrf = signup(http, server, "survivor")
     key = (data_dir / "secret_key").read_text()
     assert_clean_exit(server.stop())
 
@@ -292,6 +292,15 @@ def test_secret_key_is_kept_so_sessions_survive_a_restart(launch, tmp_path):
     me = http.get(restarted.url("/me"), timeout=5).json()
     assert me["authenticated"] is True
     assert me["user"]["username"] == "survivor"
+    # The CSRF token is signed with SECRET_KEY: the one issued before the
+    # restart still works, so the key is the same.
+    written = http.post(
+        restarted.url("/conversations"),
+        json={"title": "after restart"},
+        headers={"X-CSRF-Token": csrf},
+        timeout=5,
+    )
+    assert written.status_code == 201, written.text
     assert (data_dir / "secret_key").read_text() == key
     assert_clean_exit(restarted.stop())
 

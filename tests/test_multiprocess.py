@@ -229,6 +229,7 @@ class GateGrants:
                 words = event["command"].split()
                 if self.STOP in words:
                     return
+                if event["client_type"] == "lua": print("LUA", words)
                 granted = words[:2] == ["ZADD", "nb:gate:slots"] and words[2] != "XX"
                 if event["client_type"] == "lua" and granted:
                     self.starts_ms.append(int(words[2]) - lease_ms)

@@ -189,6 +189,7 @@ def _png_pixel_chunks(data: bytes, max_pixels: int):
     offset = len(_PNG_SIGNATURE)
     size = mode = None
     may_rotate = idat_seen = idat_done = False
+    chunks_seen = 0
     while offset + 12 <= len(data):
         length, kind = struct.unpack_from(">I4s", data, offset)
         end = offset + 12 + length
@@ -217,6 +218,8 @@ def _png_pixel_chunks(data: bytes, max_pixels: int):
         elif kind == b"IEND":
             if not idat_seen:
                 return None
+            if len(kept) == chunks_seen + 1 and end == len(data):
+                return bytes(data), size, mode, may_rotate  # nothing to drop: no copy
             kept.append(view[offset:end])
             return b"".join(kept), size, mode, may_rotate
         elif not kind[0] & 0x20 or kind in _PNG_PIXEL_ALTERING_CHUNKS:
@@ -231,6 +234,7 @@ def _png_pixel_chunks(data: bytes, max_pixels: int):
             idat_done = True
         if kind in (b"IHDR", b"IDAT"):
             kept.append(view[offset:end])
+        chunks_seen += 1
         offset = end
     return None  # no IEND
 

@@ -17,8 +17,9 @@ export function handleSessionLost(callback) {
 }
 
 export class ApiError extends Error {
-  constructor({ status, code, message, retryAfter = null, errors = null }) {
+  constructor({ status, code, message, retryAfter = null, errors = null, body = null }) {
     super(message);
+    this.body = body;
     this.name = "ApiError";
     this.status = status;
     this.code = code;
@@ -69,6 +70,7 @@ async function send(method, url, { json, form, signal } = {}) {
       message: data?.message || data?.detail || t("error.http", { status: response.status }),
       retryAfter: parseRetryAfter(response.headers.get("Retry-After")),
       errors: data?.errors || null,
+      body: data,
     });
   }
   return data;

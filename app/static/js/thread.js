@@ -16,6 +16,8 @@ const threadEl = () => $("#thread");
 let olderCursor = null;
 let loadingOlder = false;
 let observer = null;
+// Whether the view follows the newest message: true until the user scrolls up.
+let stickToBottom = true;
 
 // ---- rendering ------------------------------------------------------------------
 
@@ -65,7 +67,8 @@ function metaLine(message) {
 }
 
 function textBlock(texts) {
-  const clean = (texts || []).filter((text) => text && text.trim());
+  // N candidates often say the same thing N times; once is enough.
+  const clean = [...new Set((texts || []).filter((text) => text && text.trim()))];
   if (!clean.length) return null;
   // Model output is text, never markup.
   return h("div", { class: "msg-texts" }, clean.map((text) => h("p", { text })));
@@ -86,11 +89,12 @@ export function assistantMessage(message, images, prompt) {
   return h("article", { class: "msg msg-assistant", dataset: { id: message.id ?? "" } }, avatar(), body);
 }
 
-function errorCard({ message, code }, actions = null) {
+function errorCard({ message, code, upstream }, actions = null) {
   return h("div", { class: "error-card", role: "alert" },
     icon("alert"),
     h("div", { class: "error-main" },
       h("p", { class: "error-message", text: message }),
+      upstream ? h("p", { class: "error-upstream", text: upstream }) : null,
       code ? h("p", { class: "error-code", text: code }) : null),
     actions);
 }
@@ -135,6 +139,7 @@ function updateEmpty() {
 function scrollToBottom() {
   const thread = threadEl();
   thread.scrollTop = thread.scrollHeight;
+  stickToBottom = true;
 }
 
 export function clearThread() {
@@ -195,6 +200,17 @@ export function initThread() {
     if (entries.some((entry) => entry.isIntersecting)) loadOlder();
   }, { root: threadEl(), rootMargin: "200px 0px 0px 0px" });
   observer.observe($("#thread-sentinel"));
+  const thread = threadEl();
+  thread.addEventListener("scroll", () => {
+    stickToBottom = thread.scrollHeight - thread.scrollTop - thread.clientHeight < 48;
+  }, { passive: true });
+  // The composer grows (attachments, long prompts) and images arrive: keep
+  // the newest message in view unless the user is reading further up.
+  const keep = new ResizeObserver(() => {
+    if (stickToBottom) thread.scrollTop = thread.scrollHeight;
+  });
+  keep.observe(thread);
+  keep.observe(messagesEl());
   updateEmpty();
 }
 
@@ -254,6 +270,8 @@ function failure(error, onRetry) {
   const card = errorCard({
     message: isCancel ? t("turn.cancelled") : error.message || t("error.unknown"),
     code: isCancel ? null : error.code,
+    // Google's own words (English), for the cases where they say more.
+    upstream: isCancel ? null : error.body?.upstream_message,
   }, h("div", { class: "error-actions" }, retry));
   if (isCancel) card.classList.add("is-cancelled");
   return h("article", { class: "msg msg-assistant failed" }, avatar(), h("div", { class: "msg-body" }, card));

@@ -1,0 +1,224 @@
+"""Browser tests: the chat page in Debian's Chromium, driven by Playwright,
+against `python wsgi.py` (waitress) in a subprocess — once with the offline
+engine and once with the real SDK talking to the fake Gemini server.
+
+Every test fails on a console error or an uncaught page exception, except
+the network errors a test expects (`console.allow("status of 429")`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_service
+from tests.e2e.helpers import DESKTOP, goto_ready
+from tests.fake_gemini import FakeGemini
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """The app under test, served by waitress in a subprocess."""
+
+    name: str
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+    fake: FakeGemini | None = None
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def _start_server(name: str, tmp: Path, extra_env: dict[str, str]) -> Server:
+    port = _free_port()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"GOOGLE_API_KEY", "GEMINI_API_KEY", "DATABASE_URL", "REDIS_URL"}
+    }
+    env.update(
+        {
+            "DATA_DIR": str(tmp / "data"),
+            "LOG_DIR": str(tmp / "logs"),
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "SECRET_KEY": "test",
+            "GENAI_PROVIDER": "offline",
+            "GENAI_MIN_INTERVAL_MS": "0",
+            # Many sign-ups and generations from one address in a minute.
+            "SIGNUP_RATE_LIMIT": "1000/minute",
+            "LOGIN_RATE_LIMIT": "1000/minute",
+            "LOGIN_USER_RATE_LIMIT": "1000/minute",
+            "GENERATION_RATE_LIMIT": "1000/minute",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(extra_env)
+    log_path = tmp / "server.log"
+    log = log_path.open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "wsgi.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    server = Server(name, f"http://127.0.0.1:{port}", process, log_path)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the {name} server exited at start:\n{server.log_tail()}")
+        try:
+            with urllib.request.urlopen(server.url + "/health", timeout=1) as response:
+                if response.status == 200:
+                    return server
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    pytest.fail(f"the {name} server did not answer /health:\n{server.log_tail()}")
+
+
+def _stop_server(server: Server) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+
+
+@pytest.fixture(scope="session")
+def offline_server(tmp_path_factory):
+    server = _start_server("offline", tmp_path_factory.mktemp("e2e-offline"), {})
+    yield server
+    _stop_server(server)
+
+
+@pytest.fixture(scope="session")
+def gemini_server(tmp_path_factory):
+    fake = FakeGemini(image_size=(320, 240)).start()
+    server = _start_server(
+        "gemini",
+        tmp_path_factory.mktemp("e2e-gemini"),
+        {
+            "GOOGLE_API_KEY": "test-key",
+            "GENAI_PROVIDER": "gemini",
+            "GENAI_BASE_URL": fake.url,
+            "GENAI_MAX_RETRIES": "0",
+        },
+    )
+    server.fake = fake
+    yield server
+    _stop_server(server)
+    fake.stop()
+
+
+@pytest.fixture(params=["offline", "gemini"])
+def any_server(request):
+    """The test runs once against each provider."""
+    return request.getfixturevalue(f"{request.param}_server")
+
+
+# ---- the browser ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
+        require_service("chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
+            args=CHROMIUM_ARGS,
+        )
+        yield browser
+        browser.close()
+
+
+@dataclass
+class ConsoleWatch:
+    """Console errors and page exceptions; a test lists what it expects."""
+
+    errors: list[str] = field(default_factory=list)
+    allowed: list[re.Pattern] = field(default_factory=list)
+
+    def allow(self, pattern: str) -> None:
+        self.allowed.append(re.compile(pattern))
+
+    def record(self, text: str) -> None:
+        self.errors.append(text)
+
+    def unexpected(self) -> list[str]:
+        return [e for e in self.errors if not any(p.search(e) for p in self.allowed)]
+
+
+@pytest.fixture
+def console():
+    return ConsoleWatch()
+
+
+@pytest.fixture
+def open_page(browser, console):
+    """open_page(server, viewport=..., locale=...) → a fresh context's page at /."""
+    contexts = []
+
+    def open_(server: Server, *, viewport=None, locale="en-US", color_scheme="light", **options):
+        context = browser.new_context(
+            base_url=server.url,
+            viewport=viewport or DESKTOP,
+            locale=locale,
+            color_scheme=color_scheme,
+            # No transitions: drawers are where they end up at once.
+            reduced_motion="reduce",
+            accept_downloads=True,
+            **options,
+        )
+        context.set_default_timeout(15_000)
+        contexts.append(context)
+        page = context.new_page()
+        page.on(
+            "console",
+            lambda message: (
+                console.record(f"console.{message.type}: {message.text}")
+                if message.type == "error"
+                else None
+            ),
+        )
+        page.on("pageerror", lambda error: console.record(f"pageerror: {error}"))
+        goto_ready(page)
+        return page
+
+    yield open_
+    for context in contexts:
+        context.close()
+    unexpected = console.unexpected()
+    assert not unexpected, "console errors:\n" + "\n".join(unexpected)
