@@ -419,3 +419,48 @@ def test_screenshots_light_and_dark(offline_server, open_page):
     # The choice persists over the system's light scheme.
     goto_ready(page)
     expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+
+
+def test_working_placeholder_counts_seconds_and_can_be_cancelled(gemini_server, open_page):
+    page = open_page(gemini_server)
+    fake = gemini_server.fake
+    fake.reset()
+    fake.latency = 2.5
+    try:
+        send(page, "a very slow banana")
+        pending = page.locator(".msg-assistant.pending")
+        expect(pending).to_be_visible()
+        expect(page.locator(".msg-user .msg-text")).to_have_text("a very slow banana")
+        expect(pending.locator(".elapsed")).to_have_text("1 s", timeout=3000)
+        pending.get_by_role("button", name="Cancel").click()
+        expect(pending).to_have_count(0)
+        expect(page.locator(".error-card.is-cancelled .error-message")).to_have_text("Cancelled.")
+    finally:
+        fake.latency = 0
+    with page.expect_response("**/v1/generate"):
+        page.locator(".error-card .retry-btn").click()
+    wait_images_loaded(page, RESULT_IMAGES, 1)
+
+
+def test_older_messages_load_when_scrolling_up(offline_server, open_page):
+    page = open_page(offline_server)
+    session = sign_up_by_api(page, unique_name("long"))
+    headers = {"X-CSRF-Token": session["csrf_token"]}
+    conv = page.request.post("/conversations", data={"title": "Long one"}, headers=headers).json()
+    turns = 17  # 34 messages: more than one page of 30
+    for n in range(turns):
+        response = page.request.post(
+            "/v1/generate",
+            data={"prompt": f"banana number {n}", "conv_id": conv["id"]},
+            headers=headers,
+        )
+        assert response.status == 200, response.text()
+
+    goto_ready(page)
+    page.locator(".conv-open").first.click()
+    expect(page.locator(".msg-user").last).to_have_text(re.compile(f"banana number {turns - 1}"))
+    expect(page.locator(".msg")).to_have_count(30)
+    # The newest is in view at the bottom; scrolling up fetches the rest.
+    page.locator("#thread").evaluate("el => { el.scrollTop = 0; }")
+    expect(page.locator(".msg")).to_have_count(2 * turns)
+    expect(page.locator(".msg-user .msg-text").first).to_have_text("banana number 0")
