@@ -10,6 +10,7 @@ Nothing here is POSIX-only: the same `python wsgi.py` runs on Windows.
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -17,6 +18,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from flask import Flask
+from waitress.channel import HTTPChannel
+from waitress.server import create_server
+from waitress.task import ErrorTask
 
 SPARE_THREADS = 8
 # Room for multipart boundaries and headers on top of MAX_CONTENT_LENGTH, so a
@@ -134,9 +138,43 @@ def serve(app: Flask) -> None:
             # A home server behind a tunnel: a bounded number of sockets.
             connection_limit=max(100, threads * 8),
             ident="nano-banana",
+            _server=_create_server,
         )
     finally:
         _shut_down(app)
+
+
+class _JsonErrorTask(ErrorTask):
+    """waitress answers a few faults itself, before the app sees the request:
+    a body past max_request_body_size (a 100 MB upload), a malformed request,
+    headers too large. Those answers get the one JSON error shape too, and
+    keep waitress's internals (its limits) to itself."""
+
+    def execute(self):
+        from app.http_errors import HTTP_MESSAGES
+
+        error = self.request.error
+        fallback = HTTP_MESSAGES[500 if error.code >= 500 else 400]
+        code, message, _ = HTTP_MESSAGES.get(error.code, fallback)
+        body = json.dumps({"error": code, "message": message, "detail": message}).encode()
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.append(("Content-Type", "application/json"))
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class _JsonErrorChannel(HTTPChannel):
+    error_task_class = _JsonErrorTask
+
+
+def _create_server(app, **settings):
+    server = create_server(app, **settings)
+    # One listening socket, or several (a host name with IPv4 and IPv6).
+    for listener in [server, *getattr(server, "map", {}).values()]:
+        if hasattr(listener, "channel_class"):
+            listener.channel_class = _JsonErrorChannel
+    return server
 
 
 def _shut_down(app: Flask) -> None:

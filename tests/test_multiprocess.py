@@ -43,7 +43,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
-REDIS_URL = "redis://127.0.0.1:6379/9"  # this test's own database number, flushed around it
+REDIS_DB = 9  # this test's own database number, flushed before and after
+REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 
 LATENCY_S = 0.5
 MAX_CONCURRENT = 2
@@ -89,10 +90,19 @@ def redis_db():
         client.ping()
     except RedisConnectionError:
         require_service("Redis")
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+    # Two runs of this module at once (two checkouts, one Redis) would share
+    # the database; they take turns on a lock kept outside it (flushdb).
+    lock_client = Redis.from_url(REDIS_URL.rsplit("/", 1)[0] + "/0")
+    turn = lock_client.lock("nb:test:multiprocess", timeout=300, blocking_timeout=300)
+    assert turn.acquire(), f"another run of this module holds Redis database {REDIS_DB}"
+    try:
+        client.flushdb()
+        yield client
+    finally:
+        client.flushdb()
+        turn.release()
+        client.close()
+        lock_client.close()
 
 
 @pytest.fixture(scope="module")
@@ -229,9 +239,9 @@ class GateGrants:
                 words = event["command"].split()
                 if self.STOP in words:
                     return
-                if event["client_type"] == "lua": print("LUA", words)
                 granted = words[:2] == ["ZADD", "nb:gate:slots"] and words[2] != "XX"
-                if event["client_type"] == "lua" and granted:
+                # MONITOR shows every database; another app may use the same keys.
+                if event["db"] == REDIS_DB and event["client_type"] == "lua" and granted:
                     self.starts_ms.append(int(words[2]) - lease_ms)
 
 

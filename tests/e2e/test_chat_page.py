@@ -213,8 +213,7 @@ def test_phone_layout_has_drawers_and_no_horizontal_overflow(offline_server, ope
     expect(sidebar).to_be_visible()
     expect(page.locator("#open-sidebar")).to_have_attribute("aria-expanded", "true")
     expect(page.locator(".conv-item")).to_have_count(1)
-    box = sidebar.bounding_box()
-    assert box["x"] >= -1 and box["x"] + box["width"] <= PHONE["width"] + 1, box
+    expect(sidebar).to_be_in_viewport(ratio=1)
     no_horizontal_overflow(page)
     page.keyboard.press("Escape")
     expect(sidebar).to_be_hidden()
@@ -222,6 +221,7 @@ def test_phone_layout_has_drawers_and_no_horizontal_overflow(offline_server, ope
     # The settings drawer, closed by tapping the backdrop.
     page.locator("#open-settings").click()
     expect(settings).to_be_visible()
+    expect(settings).to_be_in_viewport(ratio=1)
     expect(page.locator("#set-model")).to_be_visible()
     no_horizontal_overflow(page)
     page.locator("#backdrop").click(position={"x": 10, "y": 400})
@@ -250,11 +250,19 @@ def test_language_toggle_translates_the_page_and_errors(offline_server, open_pag
         "placeholder", "Describe an image, or what to change…"
     )
 
+    send(page, "a banana boat")
+    wait_images_loaded(page, RESULT_IMAGES, 1)
+    expect(page.locator(".kind-tag")).to_have_text("Generate")
+
     page.locator("#lang-toggle").click()
     expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+    # What is already on the page follows too.
+    expect(page.locator(".kind-tag")).to_have_text("生成")
+    expect(page.locator(".not-saved")).to_have_text("未保存")
+    expect(page.locator(".tile [data-action=download]")).to_have_attribute("aria-label", "下载")
     expect(page.locator("#new-conv")).to_have_text("新建对话")
     expect(page.locator("#prompt")).to_have_attribute("placeholder", "描述一幅图片，或想要的修改…")
-    expect(page.locator("#mode-pill .mode-name")).to_have_text("生成")
+    expect(page.locator("#mode-pill .mode-name")).to_have_text("编辑")  # the result is next
     expect(page.locator("label[for=set-model]")).to_have_text("模型")
 
     # The choice persists, and the server's errors come in the same language.
@@ -294,6 +302,14 @@ def test_anonymous_generation_downloads_a_png(offline_server, open_page):
     assert re.fullmatch(r"nano-banana_a-tiny-yellow-submarine_\d{8}-\d{6}\.png", name), name
     with open(download.value.path(), "rb") as fh:
         assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+
+    # Copy puts a PNG on the clipboard.
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=page.url)
+    tile.hover()
+    tile.locator("[data-action=copy]").click()
+    expect(page.locator(".toast-success")).to_have_text("Image copied to the clipboard")
+    types = page.evaluate("async () => (await navigator.clipboard.read())[0].types")
+    assert "image/png" in types
 
     # Anonymous results are local blobs: the continue chip sends the result
     # itself as the file to edit (an edit with no image would be a 400).
@@ -464,3 +480,47 @@ def test_older_messages_load_when_scrolling_up(offline_server, open_page):
     page.locator("#thread").evaluate("el => { el.scrollTop = 0; }")
     expect(page.locator(".msg")).to_have_count(2 * turns)
     expect(page.locator(".msg-user .msg-text").first).to_have_text("banana number 0")
+
+
+PASTE_AND_DROP = """
+async ([bytes, target]) => {
+  const file = (name) => new File([new Uint8Array(bytes)], name, { type: "image/png" });
+  const transfer = (name) => {
+    const data = new DataTransfer();
+    data.items.add(file(name));
+    return data;
+  };
+  const prompt = document.querySelector("#prompt");
+  if (target === "paste") {
+    prompt.dispatchEvent(new ClipboardEvent("paste", {
+      clipboardData: transfer("pasted.png"), bubbles: true, cancelable: true }));
+  } else {
+    const dataTransfer = transfer("dropped.png");
+    document.body.dispatchEvent(new DragEvent("dragenter", { dataTransfer, bubbles: true }));
+    const overlayShown = !document.querySelector("#drop-overlay").hidden;
+    document.body.dispatchEvent(new DragEvent("drop", {
+      dataTransfer, bubbles: true, cancelable: true }));
+    return overlayShown;
+  }
+}
+"""
+
+
+def test_paste_and_drop_attach_images(offline_server, open_page, tmp_path):
+    page = open_page(offline_server)
+    data = list(png_file(tmp_path, "x.png", (250, 200, 60)).read_bytes())
+    page.evaluate(PASTE_AND_DROP, [data, "paste"])
+    expect(page.locator(".attachment")).to_have_count(1)
+    expect(page.locator("#mode-pill")).to_have_attribute("data-mode", "edit")
+    assert page.evaluate(PASTE_AND_DROP, [data, "drop"]) is True
+    expect(page.locator("#drop-overlay")).to_be_hidden()
+    expect(page.locator(".attachment")).to_have_count(2)
+    expect(page.locator("#mode-pill")).to_have_attribute("data-mode", "compose")
+    expect(page.locator("#mode-pill .mode-hint")).to_have_text("Combine 2 images")
+    page.get_by_role("button", name="Remove dropped.png").click()
+    expect(page.locator(".attachment")).to_have_count(1)
+    expect(page.locator("#mode-pill")).to_have_attribute("data-mode", "edit")
+    with page.expect_response("**/v1/edit") as edited:
+        send(page, "make it blue")
+    assert edited.value.status == 200
+    wait_images_loaded(page, RESULT_IMAGES, 1)

@@ -37,6 +37,11 @@ ASPECT_RATIOS: dict[str, tuple[int, int]] = {
     "9:16": (9, 16),
     "16:9": (16, 9),
     "21:9": (21, 9),
+    # Nano Banana 2's extra-wide and extra-tall formats
+    "1:4": (1, 4),
+    "4:1": (4, 1),
+    "1:8": (1, 8),
+    "8:1": (8, 1),
 }
 IMAGE_SIZES: dict[str, int] = {"1K": 1024, "2K": 2048, "4K": 4096}
 # Painting and PNG-encoding a 4K picture with Pillow takes seconds, and the

@@ -94,19 +94,19 @@ export function useAsInput(image) {
 
 function actionButtons(image, context, { compact = true } = {}) {
   const cls = compact ? "tile-btn" : "btn btn-secondary btn-sm";
-  const make = (iconName, label, handler) => {
-    const button = iconButton(iconName, label, (event) => {
+  const make = (iconName, key, handler) => {
+    const button = iconButton(iconName, { key }, (event) => {
       event.stopPropagation();
       handler();
     }, cls);
     button.dataset.action = iconName;
-    if (!compact) button.append(h("span", { text: label }));
+    if (!compact) button.append(h("span", { i18n: key }));
     return button;
   };
   return [
-    make("download", t("image.download"), () => downloadImage(image, context)),
-    make("copy", t("image.copy"), () => copyImage(image)),
-    make("wand", t("image.use"), () => {
+    make("download", "image.download", () => downloadImage(image, context)),
+    make("copy", "image.copy", () => copyImage(image)),
+    make("wand", "image.use", () => {
       useAsInput(image);
       if (!compact) $("#viewer").close();
     }),

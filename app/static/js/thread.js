@@ -21,10 +21,6 @@ let stickToBottom = true;
 
 // ---- rendering ------------------------------------------------------------------
 
-function modeLabel(kind) {
-  return t(`mode.${kind}`) || kind;
-}
-
 function avatar() {
   return h("div", { class: "msg-avatar", "aria-hidden": "true" },
     h("img", { src: $(".brand-logo").getAttribute("src"), alt: "", width: 28, height: 28 }));
@@ -47,9 +43,9 @@ export function userMessage({ prompt, kind, inputs = [], when, saved = true }) {
     h("div", { class: "msg-body" },
       h("div", { class: "bubble" }, thumbs, h("p", { class: "msg-text", text: prompt || "" })),
       h("div", { class: "msg-meta" },
-        h("span", { class: `kind-tag kind-${kind}`, text: modeLabel(kind) }),
+        h("span", { class: `kind-tag kind-${kind}`, i18n: `mode.${kind}` }),
         when ? h("time", { datetime: when, text: clockTime(when) }) : null,
-        saved ? null : h("span", { class: "not-saved", text: t("turn.notSaved") }))));
+        saved ? null : h("span", { class: "not-saved", i18n: "turn.notSaved" }))));
 }
 
 function metaLine(message) {
@@ -81,7 +77,7 @@ export function assistantMessage(message, images, prompt) {
     textBlock(message.texts),
     images.length ? imageGrid(images, context) : null,
     !images.length && !message.error && !(message.texts || []).length
-      ? h("p", { class: "muted", text: t("turn.noImage") }) : null,
+      ? h("p", { class: "muted", i18n: "turn.noImage" }) : null,
     (message.warnings || []).length
       ? h("ul", { class: "warnings" }, message.warnings.map((w) => h("li", { text: String(w) }))) : null,
     message.error ? errorCard({ message: message.error.message || message.error.code, code: message.error.code }) : null,
@@ -226,12 +222,12 @@ function placeholder(count, aspect, onCancel) {
     skeletons.append(box);
   }
   const cancel = h("button", { type: "button", class: "btn btn-ghost btn-sm", onclick: onCancel },
-    icon("stop"), h("span", { text: t("turn.cancel") }));
+    icon("stop"), h("span", { i18n: "turn.cancel" }));
   const el = h("article", { class: "msg msg-assistant pending", "aria-busy": "true" }, avatar(),
     h("div", { class: "msg-body" },
       h("div", { class: "working", role: "status" },
         h("span", { class: "spinner", "aria-hidden": "true" }),
-        h("span", { text: t("turn.working") }), elapsed, cancel),
+        h("span", { i18n: "turn.working" }), elapsed, cancel),
       skeletons));
   const started = performance.now();
   const timer = setInterval(() => {
@@ -250,6 +246,7 @@ function failure(error, onRetry) {
   const tick = () => {
     if (remaining > 0) {
       retry.disabled = true;
+      delete label.dataset.i18n;
       label.textContent = t("turn.retryIn", { s: remaining });
       retry.dataset.countdown = String(remaining);
       remaining -= 1;
@@ -257,6 +254,7 @@ function failure(error, onRetry) {
       clearInterval(timer);
       retry.disabled = false;
       delete retry.dataset.countdown;
+      label.dataset.i18n = "common.retry";
       label.textContent = t("common.retry");
     }
   };
@@ -273,7 +271,10 @@ function failure(error, onRetry) {
     // Google's own words (English), for the cases where they say more.
     upstream: isCancel ? null : error.body?.upstream_message,
   }, h("div", { class: "error-actions" }, retry));
-  if (isCancel) card.classList.add("is-cancelled");
+  if (isCancel) {
+    card.classList.add("is-cancelled");
+    card.querySelector(".error-message").dataset.i18n = "turn.cancelled";
+  }
   return h("article", { class: "msg msg-assistant failed" }, avatar(), h("div", { class: "msg-body" }, card));
 }
 
@@ -341,6 +342,8 @@ async function runTurn(turn, userEl) {
     }
     pending.el.replaceWith(assistantMessage(message, images, turn.prompt));
     scrollToBottom();
+    $("#announcer").textContent = images.length === 1
+      ? t("turn.readyOne") : t("turn.ready", { n: images.length });
     emit("turn-finished", { images, convId: turn.convId });
     return data;
   } catch (error) {
