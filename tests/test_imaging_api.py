@@ -353,3 +353,23 @@ def test_nano_cli_generates_and_edits(runner, tmp_path):
 
     r, g, b = Image.open(edited).convert("RGB").getpixel((10, 10))
     assert r == g == b
+
+
+def test_inputs_past_the_upstream_request_cap_are_413(client, monkeypatch):
+    from app.services import imaging
+
+    from PIL import Image
+
+    def noise() -> bytes:
+        buffer = io.BytesIO()
+        Image.frombytes("RGB", (80, 80), os.urandom(80 * 80 * 3)).save(buffer, "PNG")
+        return buffer.getvalue()
+
+    monkeypatch.setattr(imaging, "UPSTREAM_REQUEST_LIMIT", 20_000)
+    response = client.post(
+        "/v1/compose",
+        data={"prompt": "tile", "files": files(noise(), noise())},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 413
+    assert response.get_json()["error"] == "request_too_large"

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from flask import current_app
 
-from app.errors import AppError, InvalidInput, NotFound, UpstreamError
+from app.errors import AppError, ImageTooLarge, InvalidInput, NotFound, UpstreamError
 from app.extensions import db
 from app.models import User
 from app.services import conversations, library
@@ -107,6 +107,7 @@ def run(
             code="not_enough_images",
         )
     inputs = _source_images(user, source_image_ids) + _ingest(uploads)
+    _check_request_size(inputs)
 
     request = GenerationRequest(
         kind=kind,
@@ -165,6 +166,23 @@ def run(
         result.message = reply
         result.image_ids = [link.image_id for link in reply.image_links if link.role == "output"]
     return result
+
+
+# Gemini takes at most 20 MB per request, inline images base64-encoded (4/3).
+UPSTREAM_REQUEST_LIMIT = 20 * 1024 * 1024
+ENCODED_OVERHEAD = 4 / 3
+
+
+def _check_request_size(inputs: list[CleanImage]) -> None:
+    encoded = sum(image.byte_size for image in inputs) * ENCODED_OVERHEAD
+    if encoded > UPSTREAM_REQUEST_LIMIT * 0.95:
+        mb = encoded / 1024 / 1024
+        raise ImageTooLarge(
+            f"The images add up to {mb:.1f} MB once encoded; the model accepts 20 MB per "
+            "request. Send fewer or smaller images.",
+            f"图片编码后共 {mb:.1f} MB，模型每次请求最多接受 20 MB，请减少图片数量或缩小图片。",
+            code="request_too_large",
+        )
 
 
 def _ingest(uploads: list[Upload]) -> list[CleanImage]:
