@@ -356,9 +356,9 @@ def test_nano_cli_generates_and_edits(runner, tmp_path):
 
 
 def test_inputs_past_the_upstream_request_cap_are_413(client, monkeypatch):
-    from app.services import imaging
-
     from PIL import Image
+
+    from app.services import imaging
 
     def noise() -> bytes:
         buffer = io.BytesIO()

@@ -51,11 +51,13 @@ MAX_CONCURRENT = 2
 INTERVAL_MS = 300
 LEASE_S = 3.0
 GENERATIONS = 20
-# The gate spaces its grants exactly. What reaches the fake adds each call's
-# client-side time after the grant (the SDK building the request, in a
-# process busy with the rest of the burst): ~3 ms on a quiet machine, tens of
-# ms on a loaded one, so two arrivals can come closer than two grants.
-WIRE_TOLERANCE_MS = 100
+# The gate spaces its grants exactly, on Redis' clock. A call reaches the
+# fake a little later (the SDK building the request in a process busy with
+# the rest of the burst): ~3 ms on a quiet machine, up to ~100 ms on a loaded
+# one, so single gaps on the wire wobble by that much; their median must not.
+WIRE_TOLERANCE_MS = 10
+# Mapping the fake's monotonic stamps onto Redis' wall clock.
+CLOCK_SLACK_MS = 5
 LOGIN_LIMIT = 3
 
 
@@ -278,8 +280,8 @@ def test_generations_across_both_processes_share_one_gate(cluster, fake, redis_d
     fake.reset()
 
     targets = [a if n % 2 == 0 else b for n in range(GENERATIONS)]
-    wall_minus_monotonic = time.time() - time.monotonic()
     started = time.monotonic()
+    wall_minus_monotonic = time.time() - started
     with GateGrants(redis_db) as grants, ThreadPoolExecutor(max_workers=GENERATIONS) as pool:
         responses = list(
             pool.map(lambda job: generate(job[1], f"banana {job[0]}"), enumerate(targets))
@@ -292,16 +294,14 @@ def test_generations_across_both_processes_share_one_gate(cluster, fake, redis_d
     assert all(response.json()["images"] for response in responses)
     assert fake.calls == GENERATIONS
     granted = sorted(grants.starts_ms)
-    arrived = sorted(fake.start_times)
+    # The fake's clock is this process's monotonic one; Redis' is wall time.
+    arrived_ms = sorted((at + wall_minus_monotonic) * 1000 for at in fake.start_times)
     assert len(granted) == GENERATIONS
     grant_gaps = [later - earlier for earlier, later in itertools.pairwise(granted)]
-    wire_gaps_ms = [(later - earlier) * 1000 for earlier, later in itertools.pairwise(arrived)]
-    # From the grant (Redis clock) to the request reaching the fake: the SDK
-    # building the request in a process busy with the rest of the burst.
-    client_side_ms = sorted(
-        (at + wall_minus_monotonic) * 1000 - grant
-        for grant, at in zip(granted, arrived, strict=True)
-    )
+    wire_gaps = [later - earlier for earlier, later in itertools.pairwise(arrived_ms)]
+    # The k-th call to reach the fake came no sooner than the k-th grant: had
+    # any call gone out before its own grant, some k would break this.
+    after_grant = [at - grant for grant, at in zip(granted, arrived_ms, strict=True)]
     figures["generations"] = {
         "requests": GENERATIONS,
         "processes": 2,
@@ -310,21 +310,23 @@ def test_generations_across_both_processes_share_one_gate(cluster, fake, redis_d
         "min_interval_ms": INTERVAL_MS,
         "max_in_flight_seen": fake.max_in_flight,
         "min_grant_gap_ms": min(grant_gaps),
-        "min_start_gap_at_fake_ms": round(min(wire_gaps_ms), 1),
-        "median_start_gap_at_fake_ms": round(statistics.median(wire_gaps_ms), 1),
-        "grant_to_fake_ms_median_max": [
-            round(statistics.median(client_side_ms), 1),
-            round(client_side_ms[-1], 1),
-        ],
+        "median_start_gap_at_fake_ms": round(statistics.median(wire_gaps), 1),
+        "min_start_gap_at_fake_ms": round(min(wire_gaps), 1),
+        "grant_to_fake_ms": {
+            "min": round(min(after_grant), 1),
+            "median": round(statistics.median(after_grant), 1),
+            "max": round(max(after_grant), 1),
+        },
         "wall_time_s": round(elapsed, 2),
     }
     assert fake.max_in_flight == MAX_CONCURRENT  # never more, and the bound is used
-    # The gate's own decisions, across both processes: never closer than the
-    # interval, to the millisecond.
+    # The gate's decisions, across both processes: never closer than the
+    # interval, to the millisecond of Redis' clock.
     assert min(grant_gaps) >= INTERVAL_MS, grant_gaps
-    # On the wire each start also carries its own client-side time, which
-    # varies with the load on the machine (see client_side_ms).
-    assert min(wire_gaps_ms) >= INTERVAL_MS - WIRE_TOLERANCE_MS, wire_gaps_ms
+    assert min(after_grant) >= -CLOCK_SLACK_MS, after_grant
+    # On the wire each start also carries its own time from grant to socket
+    # (grant_to_fake_ms), so single gaps wobble; the typical one is the interval.
+    assert statistics.median(wire_gaps) >= INTERVAL_MS - WIRE_TOLERANCE_MS, wire_gaps
 
 
 def test_a_session_made_on_one_process_works_on_the_other(cluster):

@@ -365,6 +365,15 @@ def test_settings_persist_and_reach_the_request(offline_server, open_page):
     page.locator("#seed-random").click()
     expect(page.locator("#set-seed")).to_have_value(re.compile(r"^\d+$"))
 
+    # On a wide screen the panel folds away, and stays folded after a reload.
+    page.locator("#open-settings").click()
+    expect(page.locator("#settings")).to_be_hidden()
+    expect(page.locator("#open-settings")).to_have_attribute("aria-expanded", "false")
+    goto_ready(page)
+    expect(page.locator("#settings")).to_be_hidden()
+    page.locator("#open-settings").click()
+    expect(page.locator("#settings")).to_be_visible()
+
 
 def test_sidebar_lists_filters_and_deletes_without_a_request_per_conversation(
     offline_server, open_page

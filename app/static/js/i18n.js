@@ -46,8 +46,10 @@ const STRINGS = {
     "anon.sidebar": "Log in to keep your conversations and images.",
     "anon.banner":
       "You are not logged in: you can generate and edit, but results are not saved. Log in to keep your history.",
+    "anon.bannerShort": "Not logged in: results are not saved.",
 
     "offline.title": "Offline engine.",
+    "offline.short": "No API key: images are drawn locally.",
     "offline.body":
       "No API key is set, so pictures are drawn locally and edits are simple filters. Set GOOGLE_API_KEY in .env and restart to use Gemini.",
 
@@ -213,8 +215,10 @@ const STRINGS = {
 
     "anon.sidebar": "登录后可保存对话和图片。",
     "anon.banner": "你尚未登录：可以生成和编辑图片，但结果不会保存。登录即可保留历史记录。",
+    "anon.bannerShort": "未登录：结果不会保存。",
 
     "offline.title": "离线引擎。",
+    "offline.short": "未设置 API 密钥：图片在本地绘制。",
     "offline.body":
       "未设置 API 密钥，图片由本地绘制，编辑只是简单的滤镜。在 .env 中设置 GOOGLE_API_KEY 并重启即可使用 Gemini。",
 
@@ -284,7 +288,7 @@ const STRINGS = {
     "settings.size": "图片尺寸",
     "settings.count": "图片数量",
     "settings.advanced": "采样参数",
-    "settings.temperature": "温度 (temperature)",
+    "settings.temperature": "温度",
     "settings.topP": "Top P",
     "settings.topK": "Top K",
     "settings.maxTokens": "最大 tokens",

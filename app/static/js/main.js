@@ -36,14 +36,18 @@ function applyTheme() {
 
 // ---- the parts of the page that depend on state ------------------------------------------
 
+// A dismissed offline banner stays away for a day, then reminds again.
+const DAY_MS = 24 * 3600 * 1000;
+let offlineDismissed = Date.now() - (prefs.get("offlineDismissedAt") || 0) < DAY_MS;
+
 function renderChrome() {
   $("#lang-label").textContent = t("lang.other");
   const badge = $("#provider-badge");
   badge.hidden = !state.provider;
   badge.dataset.provider = state.provider || "";
   badge.textContent = state.provider ? t(`provider.${state.provider}`) : "";
-  $("#banner-offline").hidden = state.provider !== "offline" || sessionStorage.getItem("nb.offlineDismissed") === "1";
-  $("#banner-anon").hidden = Boolean(state.user) || sessionStorage.getItem("nb.anonDismissed") === "1";
+  $("#banner-offline").hidden = state.provider !== "offline" || offlineDismissed;
+  $("#banner-anon").hidden = Boolean(state.user);
   $("#about").textContent = t("settings.about", {
     version: state.version,
     provider: state.provider ? t(`provider.${state.provider}`) : "—",
@@ -177,8 +181,10 @@ async function boot() {
   }));
   $("#new-conv").addEventListener("click", newConversation);
   $("#dismiss-offline").addEventListener("click", () => {
-    sessionStorage.setItem("nb.offlineDismissed", "1");
+    offlineDismissed = true;
+    prefs.set("offlineDismissedAt", Date.now());
     renderChrome();
+    $("#prompt").focus();
   });
 
   onLangChange(() => {

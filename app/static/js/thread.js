@@ -203,7 +203,7 @@ export function initThread() {
   // The composer grows (attachments, long prompts) and images arrive: keep
   // the newest message in view unless the user is reading further up.
   const keep = new ResizeObserver(() => {
-    if (stickToBottom) thread.scrollTop = thread.scrollHeight;
+    if (stickToBottom && messagesEl().children.length) thread.scrollTop = thread.scrollHeight;
   });
   keep.observe(thread);
   keep.observe(messagesEl());

@@ -54,6 +54,8 @@ export function openDrawer(panel) {
   panel.classList.add("open");
   toggleButton(panel).setAttribute("aria-expanded", "true");
   $("#backdrop").hidden = false;
+  // Keyboard and screen-reader focus stay in the drawer while it is open.
+  for (const el of document.querySelectorAll(".topbar, .main, .drawer")) el.inert = el !== panel;
   document.body.classList.add("drawer-open");
   const target = panel.querySelector("[data-autofocus]") || panel.querySelector(".drawer-close");
   requestAnimationFrame(() => target?.focus());
@@ -66,6 +68,7 @@ export function closeDrawer(panel, { restoreFocus = true } = {}) {
   if (!document.querySelector(".drawer.open")) {
     $("#backdrop").hidden = true;
     document.body.classList.remove("drawer-open");
+    for (const el of document.querySelectorAll(".topbar, .main, .drawer")) el.inert = false;
   }
   if (restoreFocus) toggleButton(panel).focus();
 }
