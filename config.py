@@ -93,7 +93,9 @@ class Config:
 
     # Rate limits (Flask-Limiter)
     RATELIMIT_STORAGE_URI = env_str("RATELIMIT_STORAGE_URI", "memory://")
-    RATELIMIT_HEADERS_ENABLED = True
+    # Off: Flask-Limiter would overwrite the upstream's own Retry-After on every
+    # /v1 response. Our 429 handler sets Retry-After itself.
+    RATELIMIT_HEADERS_ENABLED = False
     RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", True)
     LOGIN_RATE_LIMIT = env_str("LOGIN_RATE_LIMIT", "10/minute;50/hour")
     LOGIN_USER_RATE_LIMIT = env_str("LOGIN_USER_RATE_LIMIT", "5/minute;30/hour")

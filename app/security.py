@@ -37,16 +37,21 @@ def init_request_pipeline(app: Flask) -> None:
     def load_user(user_key: str):
         from app.services import accounts
 
+        if _bearer_secret(request) is not None:
+            # The token, not a cookie riding along, says who the request is:
+            # writes with a bearer header skip CSRF, so a forged header on a
+            # cookie request must not leave the cookie's user in charge.
+            return None
         return accounts.load_session_user(user_key)
 
     @login_manager.request_loader
     def load_user_from_bearer(req):
-        header = req.headers.get("Authorization", "")
-        if not header.lower().startswith("bearer "):
+        secret = _bearer_secret(req)
+        if secret is None:
             return None
         from app.services import tokens
 
-        user = tokens.authenticate(header[7:].strip())
+        user = tokens.authenticate(secret)
         if user is None:
             # A bad token is an error, not a silent fall back to anonymous.
             raise Unauthorized(
@@ -90,7 +95,7 @@ def init_request_pipeline(app: Flask) -> None:
             return
         if request.endpoint in CSRF_EXEMPT_ENDPOINTS:
             return
-        if request.headers.get("Authorization", "").lower().startswith("bearer "):
+        if _bearer_secret(request) is not None:
             return  # a bearer token is not sent by browsers on their own
         if "_user_id" in session:
             _check_csrf_header()
@@ -118,6 +123,11 @@ def init_request_pipeline(app: Flask) -> None:
             user_id,
         )
         return response
+
+
+def _bearer_secret(req) -> str | None:
+    header = req.headers.get("Authorization", "")
+    return header[7:].strip() if header.lower().startswith("bearer ") else None
 
 
 def _check_csrf_header() -> None:

@@ -118,6 +118,7 @@ def efficiency(opts: Options) -> dict:
         assert warm.request("POST", GEN_PATH, body=GEN_BODY).status == 200
         warm.close()
         fake.reset()
+        cpu_before = cpu_seconds(app.pid)
         result = run_closed_loop(
             [
                 (opts.clients, app.client, generate_step),
@@ -126,6 +127,7 @@ def efficiency(opts: Options) -> dict:
             ],
             opts.duration,
         )
+        cpu = cpu_seconds(app.pid) - cpu_before
         stats = fake.stats()
     finally:
         app.stop()
@@ -149,6 +151,7 @@ def efficiency(opts: Options) -> dict:
         "gen_ok": len(ok),
         "gen_failed": len(generations) - len(ok),
         "max_in_flight": stats["max_in_flight"],
+        "app_cpu_share": round(cpu / (result.finished - result.started), 3),
         "health_failed": sum(1 for s in health if s.status != 200),
         "convs_failed": sum(1 for s in convs if s.status != 200),
     }
@@ -192,7 +195,10 @@ def pacing(opts: Options) -> dict:
         "pacing": round(rate / target, 4),
         "starts_per_s": round(rate, 3),
         "min_gap_ms": ms(min(gaps)) if gaps else float("nan"),
+        "gap_p1_ms": ms(percentile(gaps, 1)),
+        "gap_p50_ms": ms(percentile(gaps, 50)),
         "gaps_under_300ms": sum(1 for gap in gaps if gap < interval),
+        "gaps": len(gaps),
         "gen_ok": sum(1 for s in generations if s.status == 200),
         "gen_failed": sum(1 for s in generations if s.status != 200),
     }
@@ -201,10 +207,14 @@ def pacing(opts: Options) -> dict:
 # ------------------------------------------------------------------ 4
 
 
-def shedding(opts: Options, think_s: float = 0.1) -> dict:
-    """64 clients against 4 slots and 4 queue places. A refused client
-    waits ``think_s`` before trying again (it would honour Retry-After; a
-    short pause keeps the refusals coming)."""
+def shedding(opts: Options, flood_think_s: float = 0.1, max_wait_s: float = 5.0) -> dict:
+    """64 clients against 4 slots and 4 queue places, twice on one app.
+
+    First the clients behave: a refused one waits what Retry-After says
+    (at most ``max_wait_s``) before trying again; the goal is judged here.
+    Then a flood: a refused client tries again after ``flood_think_s``,
+    which runs the process out of CPU; its figures show the ceiling of the
+    refusal path and the CPU one refusal costs."""
     latency, slots, queue = 0.5, 4, 4
     fake = FakeGemini(latency=latency)
     app = App(
@@ -213,19 +223,39 @@ def shedding(opts: Options, think_s: float = 0.1) -> dict:
         )
     )
 
-    def step(client: Client) -> tuple[Sample, float]:
+    def polite(client: Client) -> tuple[Sample, float]:
         sample = client.timed("generate", "POST", GEN_PATH, body=GEN_BODY)
-        return sample, think_s if sample.status == 503 else 0.0
+        if sample.status != 503:
+            return sample, 0.0
+        try:
+            wait = float(sample.retry_after or 1)
+        except ValueError:
+            wait = 1.0
+        return sample, min(max_wait_s, wait)
+
+    def flood(client: Client) -> tuple[Sample, float]:
+        sample = client.timed("generate", "POST", GEN_PATH, body=GEN_BODY)
+        return sample, flood_think_s if sample.status == 503 else 0.0
 
     try:
         app.start()
-        result = run_closed_loop([(opts.clients, app.client, step)], opts.duration)
+        polite_result = run_closed_loop([(opts.clients, app.client, polite)], opts.duration)
+        cpu_before = cpu_seconds(app.pid)
+        flood_result = run_closed_loop([(opts.clients, app.client, flood)], opts.duration / 2)
+        cpu = cpu_seconds(app.pid) - cpu_before
     finally:
         app.stop()
         fake.stop()
+    figures = _shedding_figures("", polite_result)
+    figures.update(_shedding_figures("flood_", flood_result))
+    flood_requests = len(flood_result.samples)
+    figures["flood_app_cpu_ms_per_request"] = ms(cpu / flood_requests) if flood_requests else 0.0
+    return figures
+
+
+def _shedding_figures(prefix: str, result) -> dict:
     samples = [s for s in result.samples if s.start <= result.deadline]
     shed = [s for s in samples if s.status == 503]
-    other = [s for s in samples if s.status not in (200, 503)]
     figures = {
         "shed_share": round(len(shed) / len(samples), 4) if samples else 0.0,
         "shed_with_retry_after": round(sum(1 for s in shed if s.retry_after) / len(shed), 4)
@@ -233,10 +263,10 @@ def shedding(opts: Options, think_s: float = 0.1) -> dict:
         else 0.0,
         "requests_per_s": round(len(samples) / (result.deadline - result.started), 1),
         "ok": sum(1 for s in samples if s.status == 200),
-        "other_status": len(other),
+        "other_status": sum(1 for s in samples if s.status not in (200, 503)),
     }
     figures.update(latency_figures("shed", shed))
-    return figures
+    return {prefix + key: value for key, value in figures.items()}
 
 
 # ------------------------------------------------------------------ 5
@@ -365,57 +395,71 @@ def history(opts: Options, image_kb: int = 256, repeats: int = 100) -> dict:
 # ------------------------------------------------------------------ 7
 
 
-def _throughput(make_client, path: str, clients: int, duration: float) -> tuple[float, list]:
+def _throughput(make_client, path: str, clients: int, duration: float, pid: int) -> dict:
+    """Requests per second (and the server's CPU per request) with
+    ``clients`` keep-alive connections asking for ``path`` back to back."""
+    cpu_before = cpu_seconds(pid)
     result = run_closed_loop(
         [(clients, make_client, probe_step("req", path, 0.0))], duration, start_gate=0.2
     )
+    cpu = cpu_seconds(pid) - cpu_before
     done = [s for s in result.samples if s.status == 200 and s.end <= result.deadline]
-    return len(done) / (result.deadline - result.started), result.samples
+    failed = [s for s in result.samples if s.status != 200]
+    return {
+        "rps": round(len(done) / (result.deadline - result.started), 1),
+        "cpu_us": round(cpu / max(1, len(result.samples)) * 1e6),
+        "p50_ms": ms(percentile([s.latency for s in done], 50)),
+        "failed": len(failed),
+    }
 
 
 def ceiling(opts: Options, clients: int = 8) -> dict:
-    """Requests per second for GET /health: a bare waitress app, ours with the
-    access log (LOG_LEVEL=INFO), ours without (WARNING), and a logged-in
-    GET /conversations. Same thread count, same load generator."""
+    """GET /health back to back: a bare waitress app answering a constant,
+    ours with the access log (LOG_LEVEL=INFO, the default) and without
+    (WARNING); and a logged-in GET /conversations. Same thread count, same
+    load generator. The server's CPU per request is the steadier figure on a
+    shared machine (the load generator takes a core of its own)."""
     duration = opts.short_duration
     fake = FakeGemini()
     figures: dict = {}
+
+    def record(name: str, measured: dict) -> None:
+        figures.update({f"{name}_{key}": value for key, value in measured.items()})
+
     try:
-        app = App(env=gemini_env(fake))
-        app.start()
-        threads = _thread_count(app)
-        try:
-            rate, samples = _throughput(app.client, "/health", clients, duration)
-            figures["health_rps"] = round(rate, 1)
-            figures.update(latency_figures("health", samples))
-            user, _ = sign_up(app)
-            rate, _ = _throughput(
-                logged_in_factory(app, dict(user.cookies)), "/conversations", clients, duration
-            )
-            figures["convs_rps"] = round(rate, 1)
-        finally:
-            app.stop()
-        quiet = App(env=dict(gemini_env(fake), LOG_LEVEL="WARNING"))
-        quiet.start()
-        try:
-            rate, _ = _throughput(quiet.client, "/health", clients, duration)
-            figures["health_quiet_rps"] = round(rate, 1)
-            user, _ = sign_up(quiet)
-            rate, _ = _throughput(
-                logged_in_factory(quiet, dict(user.cookies)), "/conversations", clients, duration
-            )
-            figures["convs_quiet_rps"] = round(rate, 1)
-        finally:
-            quiet.stop()
+        for suffix, level in (("", "INFO"), ("_quiet", "WARNING")):
+            app = App(env=dict(gemini_env(fake), LOG_LEVEL=level))
+            app.start()
+            try:
+                if level == "INFO":
+                    threads = _thread_count(app)
+                record(
+                    "health" + suffix,
+                    _throughput(app.client, "/health", clients, duration, app.pid),
+                )
+                user, _ = sign_up(app)
+                cookies = dict(user.cookies)
+                user.close()
+                record(
+                    "convs" + suffix,
+                    _throughput(
+                        logged_in_factory(app, cookies),
+                        "/conversations",
+                        clients,
+                        duration,
+                        app.pid,
+                    ),
+                )
+            finally:
+                app.stop()
         with BareApp(threads) as bare:
-            rate, samples = _throughput(bare.client, "/health", clients, duration)
-            figures["bare_rps"] = round(rate, 1)
-            figures.update(latency_figures("bare", samples))
+            record("bare", _throughput(bare.client, "/health", clients, duration, bare.process.pid))
     finally:
         fake.stop()
     figures["health_vs_bare"] = round(figures["health_rps"] / figures["bare_rps"], 4)
     figures["health_quiet_vs_bare"] = round(figures["health_quiet_rps"] / figures["bare_rps"], 4)
     figures["access_log_cost"] = round(1 - figures["health_rps"] / figures["health_quiet_rps"], 4)
+    figures["access_log_cpu_us"] = figures["health_cpu_us"] - figures["health_quiet_cpu_us"]
     figures["threads"] = threads
     return figures
 

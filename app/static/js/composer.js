@@ -18,6 +18,10 @@ const MAX_FILE_MB = 10;
 let attachments = [];
 // The result the next prompt edits by default: an image from the thread.
 let editing = null;
+// After a failed turn its images come back to the composer; if the retry
+// button then succeeds, they are spent and go away (unless changed since).
+let restored = null;
+let submitting = false;
 let composing = false;
 
 const promptEl = () => $("#prompt");
@@ -43,7 +47,7 @@ export function addFiles(fileList) {
       toast(t("composer.tooBig", { name: file.name, mb: MAX_FILE_MB }), { kind: "error" });
       continue;
     }
-    attachments.push({ kind: "file", file, url: URL.createObjectURL(file) });
+    attachments = [...attachments, { kind: "file", file, url: URL.createObjectURL(file) }];
   }
   render();
 }
@@ -51,7 +55,7 @@ export function addFiles(fileList) {
 function addImage(image) {
   const already = attachments.some((a) => a.kind === "image" && a.image.url === image.url)
     || (editing && editing.url === image.url);
-  if (!already) attachments.push({ kind: "image", image });
+  if (!already) attachments = [...attachments, { kind: "image", image }];
   render();
   promptEl().focus();
 }
@@ -89,7 +93,7 @@ function render() {
     const name = item.kind === "file" ? item.file.name : t("image.inputAlt", { n: index + 1 });
     items.push(chip(url, null, t("composer.remove", { name }), () => {
       if (item.kind === "file") URL.revokeObjectURL(item.url);
-      attachments.splice(attachments.indexOf(item), 1);
+      attachments = attachments.filter((other) => other !== item);
       render();
     }));
   });
@@ -127,7 +131,7 @@ async function submit() {
     promptEl().focus();
     return;
   }
-  if (state.busy) {
+  if (state.busy || submitting) {
     toast(t("composer.busy"), { timeout: 2500 });
     return;
   }
@@ -166,11 +170,14 @@ async function submit() {
   }
   let convId = null;
   if (state.user) {
+    submitting = true; // a second Enter must not create a second conversation
     try {
       convId = await ensureConversation();
     } catch (error) {
       toast(error.message, { kind: "error" });
       return;
+    } finally {
+      submitting = false;
     }
   }
   // The text and images go into the turn; the box is ready for the next one.
@@ -182,8 +189,9 @@ async function submit() {
   render();
   const data = await startTurn({ prompt, mode: kind, params, files, sourceIds, inputs, convId });
   if (!data && !editing && !attachments.length) {
-    // Failed: put the images back, so the next attempt edits the same ones.
+    // Failed: put the images back, so a reworded prompt can use them again.
     ({ attachments, editing } = previous);
+    restored = attachments;
     render();
   }
 }
@@ -250,7 +258,10 @@ export function initComposer({ createConversation }) {
 
   on("use-image", addImage);
   on("turn-finished", ({ images }) => {
+    if (restored && attachments === restored) attachments = [];
+    restored = null;
     if (images.length) setEditing(images[0]);
+    else render();
   });
   on("busy", (busy) => {
     $("#send-btn").classList.toggle("is-busy", busy);

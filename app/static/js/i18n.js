@@ -17,9 +17,7 @@ const STRINGS = {
     "common.copy": "Copy",
     "common.copied": "Copied",
     "common.delete": "Delete",
-    "common.save": "Save",
     "common.retry": "Retry",
-    "common.loading": "Loading…",
 
     "provider.offline": "Offline engine",
     "provider.gemini": "Gemini",
@@ -39,9 +37,7 @@ const STRINGS = {
     "conv.deleteTitle": "Delete this conversation?",
     "conv.deleteText": "“{title}” and its images will be deleted for good.",
     "conv.deleted": "Conversation deleted",
-    "conv.messages": "{n} messages",
     "conv.loadFailed": "Could not load conversations.",
-    "conv.actions": "Actions for {title}",
 
     "anon.sidebar": "Log in to keep your conversations and images.",
     "anon.banner":
@@ -54,8 +50,6 @@ const STRINGS = {
       "No API key is set, so pictures are drawn locally and edits are simple filters. Set GOOGLE_API_KEY in .env and restart to use Gemini.",
 
     "thread.label": "Conversation",
-    "thread.older": "Loading earlier messages…",
-    "thread.start": "Start of the conversation",
 
     "empty.title": "What shall we make?",
     "empty.body":
@@ -74,7 +68,6 @@ const STRINGS = {
     "composer.remove": "Remove {name}",
     "composer.removeEditing": "Stop editing this image",
     "composer.editing": "Editing",
-    "composer.input": "Input",
     "composer.empty": "Write a prompt first.",
     "composer.busy": "Please wait for the current request to finish.",
     "composer.notImage": "“{name}” is not an image (PNG, JPEG, WEBP or GIF).",
@@ -86,9 +79,6 @@ const STRINGS = {
     "mode.generateHint": "Generate a new image",
     "mode.editHint": "Edit 1 image",
     "mode.composeHint": "Combine {n} images",
-
-    "turn.you": "You",
-    "turn.assistant": "Nano Banana",
     "turn.working": "Working…",
     "turn.elapsed": "{s} s",
     "turn.cancel": "Cancel",
@@ -97,7 +87,6 @@ const STRINGS = {
     "turn.noImage": "The model answered without an image.",
     "turn.ready": "Done: {n} images.",
     "turn.readyOne": "Done: 1 image.",
-    "turn.images": "{n} images",
     "turn.duration": "{s} s",
     "turn.tokens": "{n} tokens",
     "turn.notSaved": "Not saved",
@@ -187,9 +176,7 @@ const STRINGS = {
     "common.copy": "复制",
     "common.copied": "已复制",
     "common.delete": "删除",
-    "common.save": "保存",
     "common.retry": "重试",
-    "common.loading": "加载中…",
 
     "provider.offline": "离线引擎",
     "provider.gemini": "Gemini",
@@ -209,9 +196,7 @@ const STRINGS = {
     "conv.deleteTitle": "删除这个对话？",
     "conv.deleteText": "“{title}”及其图片将被永久删除。",
     "conv.deleted": "对话已删除",
-    "conv.messages": "{n} 条消息",
     "conv.loadFailed": "无法加载对话列表。",
-    "conv.actions": "{title} 的操作",
 
     "anon.sidebar": "登录后可保存对话和图片。",
     "anon.banner": "你尚未登录：可以生成和编辑图片，但结果不会保存。登录即可保留历史记录。",
@@ -223,8 +208,6 @@ const STRINGS = {
       "未设置 API 密钥，图片由本地绘制，编辑只是简单的滤镜。在 .env 中设置 GOOGLE_API_KEY 并重启即可使用 Gemini。",
 
     "thread.label": "对话内容",
-    "thread.older": "正在加载更早的消息…",
-    "thread.start": "对话开始",
 
     "empty.title": "想画点什么？",
     "empty.body": "描述一幅画面即可生成；附上一张图片可以编辑它，附上多张可以合成。",
@@ -242,7 +225,6 @@ const STRINGS = {
     "composer.remove": "移除 {name}",
     "composer.removeEditing": "不再编辑这张图片",
     "composer.editing": "正在编辑",
-    "composer.input": "输入图片",
     "composer.empty": "请先输入提示词。",
     "composer.busy": "请等待当前请求完成。",
     "composer.notImage": "“{name}”不是图片（支持 PNG、JPEG、WEBP、GIF）。",
@@ -254,9 +236,6 @@ const STRINGS = {
     "mode.generateHint": "生成新图片",
     "mode.editHint": "编辑 1 张图片",
     "mode.composeHint": "合成 {n} 张图片",
-
-    "turn.you": "你",
-    "turn.assistant": "Nano Banana",
     "turn.working": "生成中…",
     "turn.elapsed": "{s} 秒",
     "turn.cancel": "取消",
@@ -265,7 +244,6 @@ const STRINGS = {
     "turn.noImage": "模型只返回了文字，没有图片。",
     "turn.ready": "完成：{n} 张图片。",
     "turn.readyOne": "完成：1 张图片。",
-    "turn.images": "{n} 张图片",
     "turn.duration": "{s} 秒",
     "turn.tokens": "{n} tokens",
     "turn.notSaved": "未保存",

@@ -79,6 +79,10 @@ function rememberConversation(id) {
 }
 
 async function openConversation(id) {
+  if (id === state.currentConvId && $("#messages").children.length) {
+    closeDrawersIfNarrow();
+    return;
+  }
   state.currentConvId = id;
   rememberConversation(id);
   markCurrent();

@@ -51,7 +51,7 @@ export function userMessage({ prompt, kind, inputs = [], when, saved = true }) {
 function metaLine(message) {
   const parts = [];
   if (message.model) parts.push(message.model);
-  if (message.duration_ms) parts.push(t("turn.duration", { s: (message.duration_ms / 1000).toFixed(1) }));
+  if (message.duration_ms) parts.push(t("turn.duration", { s: Math.max(0.1, message.duration_ms / 1000).toFixed(1) }));
   const tokens = message.usage?.total_tokens;
   if (tokens) parts.push(t("turn.tokens", { n: tokens }));
   if (message.params?.seed !== undefined && message.params?.seed !== null) {
@@ -159,12 +159,16 @@ export async function showConversation(convId) {
     olderCursor = page.next_cursor;
     updateEmpty();
     scrollToBottom();
-    // Images without known size may grow after load; keep the end in view.
-    requestAnimationFrame(scrollToBottom);
+    requestAnimationFrame(fillUpwards);
     return newestImage(page.items);
   } finally {
     if (view === state.view) $("#thread-loading").hidden = true;
   }
+}
+
+/** The observer only reports changes: if the top is still in view, go on. */
+function fillUpwards() {
+  if (olderCursor && threadEl().scrollTop < 200) loadOlder();
 }
 
 async function loadOlder() {
@@ -183,6 +187,7 @@ async function loadOlder() {
     olderCursor = page.next_cursor;
     // Keep what the user was looking at where it was.
     thread.scrollTop = thread.scrollHeight - before;
+    requestAnimationFrame(fillUpwards);
   } catch (error) {
     if (error instanceof ApiError) olderCursor = null;
   } finally {
