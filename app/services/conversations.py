@@ -217,23 +217,18 @@ def record_turn(user: User, conversation_id: int, turn: TurnRecord) -> tuple[Mes
         )
         session.add_all([user_message, reply])
         session.flush()
-        for position, stored in enumerate(turn.inputs):
-            session.add(
+        for message, role, stored_images in (
+            (user_message, "input", turn.inputs),
+            (reply, "output", turn.outputs),
+        ):
+            session.add_all(
                 MessageImage(
-                    message_id=user_message.id,
-                    role="input",
+                    message_id=message.id,
+                    role=role,
                     position=position,
                     image_id=images[stored.sha256].id,
                 )
-            )
-        for position, stored in enumerate(turn.outputs):
-            session.add(
-                MessageImage(
-                    message_id=reply.id,
-                    role="output",
-                    position=position,
-                    image_id=images[stored.sha256].id,
-                )
+                for position, stored in enumerate(stored_images)
             )
         values: dict = {
             "updated_at": now,

@@ -22,7 +22,7 @@ PASSWORD = "correct-horse-1"
 
 
 def test_sixteen_writers_at_once_lose_nothing(app_factory):
-    app = app_factory(**NO_LIMITS)
+    app = app_factory(GENAI_MAX_CONCURRENT=WRITERS, GENAI_MAX_QUEUE=WRITERS, **NO_LIMITS)
     owner = app.test_client()
     body = owner.post("/auth/signup", json={"username": "alice", "password": PASSWORD}).get_json()
     shared = owner.post(
@@ -99,8 +99,8 @@ def test_sixteen_writers_at_once_lose_nothing(app_factory):
 # ---- SIGKILL in the middle of a burst ----------------------------------------
 
 KILL_CYCLES = 3
-BURST_WRITERS = 8
-BURST_SECONDS = 1.5
+BURST_WRITERS = 12
+BURST_SECONDS = 2.5
 
 
 def _signup(url: str, username: str) -> dict:
@@ -181,8 +181,7 @@ def test_sigkill_during_a_burst_of_writes_loses_nothing_acknowledged(tmp_path):
     totals: dict = {}
     kills = 0
     for cycle in range(KILL_CYCLES):
-        server = ServerProcess(workdir, GENAI_MAX_CONCURRENT="8", GENAI_MAX_QUEUE="16")
-        server.port_reuse = cycle
+        server = ServerProcess(workdir, GENAI_MAX_CONCURRENT="16", GENAI_MAX_QUEUE="16")
         with server:
             headers = _signup(server.url, f"user{cycle}")
             stop = threading.Event()
