@@ -29,5 +29,12 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
+# docs/reliability.md: the long runs. -s shows each FIGURE line.
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q -s tests/reliability tests/test_images.py
+
+soak: $(STAMP)
+	NB_SOAK=1 $(BIN)/python -m pytest -q -s tests/reliability/test_soak.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -11,8 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.models import Conversation, Image, Message, User
 
-# Ids beyond a signed 64-bit integer can't exist; refuse them before SQL does.
-MAX_ID = 2**63 - 1
+# Id columns are INTEGER: 32-bit on PostgreSQL, which answers a larger
+# parameter with "integer out of range" (a 500). Refuse them before SQL does.
+MAX_ID = 2**31 - 1
 
 
 class ErrorOut(BaseModel):

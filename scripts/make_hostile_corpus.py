@@ -63,7 +63,11 @@ def _picture(size=(64, 48)) -> Image.Image:
     rng = random.Random(size[0] * 7919 + size[1])
     image = Image.new("RGB", size)
     image.putdata(
-        [(x * 4 % 256, y * 5 % 256, rng.randrange(256)) for y in range(size[1]) for x in range(size[0])]
+        [
+            (x * 4 % 256, y * 5 % 256, rng.randrange(256))
+            for y in range(size[1])
+            for x in range(size[0])
+        ]
     )
     return image
 
@@ -78,7 +82,10 @@ def bomb_png() -> bytes:
     compressor = zlib.compressobj(9)
     data = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
     return (
-        b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", data) + _chunk(b"IEND", b"")
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", data)
+        + _chunk(b"IEND", b"")
     )
 
 
@@ -246,7 +253,9 @@ def main(argv: list[str]) -> int:
     for n in range(MANY_FILES):
         (out / f"many_{n:02}.png").write_bytes(small_png(n))
     print(f"{'many_files':20} {MANY_FILES:>10} files -> 400 too_many_images")
-    print(f"{'huge_body':20} {HUGE_BODY_BYTES:>10,} B  -> 413 payload_too_large (sent, not written)")
+    print(
+        f"{'huge_body':20} {HUGE_BODY_BYTES:>10,} B  -> 413 payload_too_large (sent, not written)"
+    )
     return 0
 
 

@@ -27,9 +27,7 @@ EXAMPLE_VALUES = {"conv_id": 1, "image_id": 1, "token_id": 1}
 
 def signup(app, username):
     client = app.test_client()
-    body = client.post(
-        "/auth/signup", json={"username": username, "password": PASSWORD}
-    ).get_json()
+    body = client.post("/auth/signup", json={"username": username, "password": PASSWORD}).get_json()
     return client, {"X-CSRF-Token": body["csrf_token"]}, body["user"]["id"]
 
 
@@ -86,7 +84,7 @@ def test_every_state_changing_route_needs_the_csrf_token(app):
     assert {r[2] for r in writes} - {r[2] for r in protected} == {"auth.login", "auth.signup"}
     before = table_counts(app)
     tried = 0
-    for method, rule, endpoint in protected:
+    for method, rule, _ in protected:
         url = url_for(rule, mine)
         for forged in (None, "forged-token", bob_headers["X-CSRF-Token"]):
             headers = {"X-CSRF-Token": forged} if forged else {}
@@ -146,7 +144,9 @@ def test_another_users_id_is_404_on_every_route(app, via):
     checked = []
     for method, rule, _ in routes(app, with_ids=True):
         url = url_for(rule, theirs)
-        response = mallory.open(url, method=method, json={"title": "mine now"}, headers=mallory_headers)
+        response = mallory.open(
+            url, method=method, json={"title": "mine now"}, headers=mallory_headers
+        )
         checked.append((method, rule.rule))
         assert response.status_code == 404, (method, url, response.status_code)
         assert response.get_json()["error"] == "not_found"
@@ -198,7 +198,7 @@ def test_session_fixation_planted_and_server_issued_ids_are_not_kept(app):
     victim.post("/auth/login", json={"username": "alice", "password": PASSWORD})
     assert session_id(victim) not in (None, "attacker-chosen-session-id")
     # 2. A real id the server issued to the attacker (his own logged-in session).
-    attacker, attacker_headers, _ = signup(app, "mallory")
+    attacker, _, _ = signup(app, "mallory")
     planted = session_id(attacker)
     victim = app.test_client()
     victim.set_cookie("nb_session", planted)

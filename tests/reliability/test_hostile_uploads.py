@@ -124,9 +124,7 @@ def test_one_bad_file_among_good_ones_refuses_the_compose(client, names, status,
 
 def test_hundred_megabyte_body_in_process(client):
     body = b"x" * corpus.HUGE_BODY_BYTES
-    response = client.post(
-        "/v1/edit", data=body, content_type="multipart/form-data; boundary=zzz"
-    )
+    response = client.post("/v1/edit", data=body, content_type="multipart/form-data; boundary=zzz")
     assert response.status_code == 413
     assert response.get_json()["error"] == "payload_too_large"
 

@@ -165,7 +165,7 @@ def _count(name: str) -> None:
 @given(pictures(ACCEPTED_MODES))
 def test_every_good_picture_is_accepted_upright_and_bare(picture):
     _count("good_pictures")
-    fmt, upright, data = picture
+    _, upright, data = picture
     clean = ingest(data)
     assert_clean(clean, upright)
     # A fixpoint: the stored picture, uploaded again, is the same file.
@@ -210,7 +210,9 @@ def png_surgery(draw):
             parts = [(b"IHDR", ihdr) if kind == b"IHDR" else (kind, data) for kind, data in parts]
         elif operation == "idat":
             raw = draw(st.binary(max_size=2000))
-            parts = [(kind, zlib.compress(raw) if kind == b"IDAT" else data) for kind, data in parts]
+            parts = [
+                (kind, zlib.compress(raw) if kind == b"IDAT" else data) for kind, data in parts
+            ]
     return png_from(parts)
 
 

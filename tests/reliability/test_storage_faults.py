@@ -140,9 +140,7 @@ def _burst(server: ServerProcess, headers: dict, stop: threading.Event, acked: d
                 timeout=5,
             )
             if status == 200:
-                acked["messages"].update(
-                    {turn["user_message"]["id"], turn["message"]["id"]}
-                )
+                acked["messages"].update({turn["user_message"]["id"], turn["message"]["id"]})
                 acked["images"].update(turn["image_ids"])
         except OSError:
             if server.process.poll() is not None:
@@ -168,7 +166,9 @@ def _check_database(path, data_dir, acked) -> dict:
     assert set(acked["images"]) <= set(images)
     assert mismatched == []  # counters move in the same transaction as messages
     missing_files = [
-        sha for sha in images.values() if not (data_dir / "images" / sha[:2] / f"{sha}.png").exists()
+        sha
+        for sha in images.values()
+        if not (data_dir / "images" / sha[:2] / f"{sha}.png").exists()
     ]
     assert missing_files == []  # files are written before their rows
     return {"conversations": len(conversations), "messages": len(messages)}
