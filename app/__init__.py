@@ -134,15 +134,19 @@ def _load_or_create_secret(path: Path) -> str:
     """A per-install secret, made once and kept, so sessions survive restarts."""
     if path.exists():
         return path.read_text().strip()
-    secret = secrets.token_urlsafe(48)
-    # O_EXCL: two processes starting at once agree on one key.
+    # Written whole to a temporary file, then linked into place: a second
+    # process starting at the same moment either wins the link or reads the
+    # complete key the first one linked — never an empty file.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    temporary.write_text(secrets.token_urlsafe(48))
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.chmod(temporary, 0o600)
+        os.link(temporary, path)
     except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secret)
-    return secret
+        pass
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path.read_text().strip()
 
 
 def _tune_database(app: OpenAPI) -> None:

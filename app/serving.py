@@ -138,6 +138,10 @@ def serve(app: Flask) -> None:
             # A home server behind a tunnel: a bounded number of sockets.
             connection_limit=max(100, threads * 8),
             ident="nano-banana",
+            # ProxyFix (app/__init__.py) is the one mechanism that reads
+            # X-Forwarded-*: waitress must pass those headers through when
+            # proxies are trusted, and strips them (its default) otherwise.
+            clear_untrusted_proxy_headers=int(config["TRUSTED_PROXY_COUNT"]) == 0,
             _server=_create_server,
         )
     finally:

@@ -679,3 +679,37 @@ def test_ngrok_compose_locks_generation_down_by_default(monkeypatch):
     assert "ALLOW_SIGNUP" in environment
     assert effective_default(environment["TRUSTED_PROXY_COUNT"]) == "1"
     assert "NGROK_AUTHTOKEN" in spec["services"]["ngrok"]["environment"]
+
+
+# ---- the client address through waitress --------------------------------------
+
+
+def _failed_logins(server: ServerProcess, forwarded_for: list[str]) -> list[int]:
+    http = local_session()
+    return [
+        http.post(
+            server.url("/auth/login"),
+            json={"username": "nobody", "password": "wrong-password-1"},
+            headers={"X-Forwarded-For": value},
+            timeout=10,
+        ).status_code
+        for value in forwarded_for
+    ]
+
+
+@pytest.mark.slow
+def test_trusted_proxy_count_gives_the_real_address_through_waitress(launch):
+    server = launch(
+        TRUSTED_PROXY_COUNT="1", LOGIN_RATE_LIMIT="2/minute", LOGIN_USER_RATE_LIMIT="100/minute"
+    )
+    # The proxy appends the address it saw; a forged left-most entry is ignored.
+    forged = [f"1.1.1.{i}, 198.51.100.7" for i in range(3)]
+    assert _failed_logins(server, forged) == [401, 401, 429]
+    assert _failed_logins(server, ["198.51.100.8"]) == [401]
+
+
+@pytest.mark.slow
+def test_forwarded_for_is_ignored_through_waitress_without_trusted_proxies(launch):
+    server = launch(LOGIN_RATE_LIMIT="2/minute", LOGIN_USER_RATE_LIMIT="100/minute")
+    rotating = [f"203.0.113.{i}" for i in range(3)]
+    assert _failed_logins(server, rotating) == [401, 401, 429]
