@@ -97,6 +97,8 @@ class Config:
     # /v1 response. Our 429 handler sets Retry-After itself.
     RATELIMIT_HEADERS_ENABLED = False
     RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", True)
+    # Redis away for a moment: count in memory rather than fail every request.
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
     LOGIN_RATE_LIMIT = env_str("LOGIN_RATE_LIMIT", "10/minute;50/hour")
     LOGIN_USER_RATE_LIMIT = env_str("LOGIN_USER_RATE_LIMIT", "5/minute;30/hour")
     SIGNUP_RATE_LIMIT = env_str("SIGNUP_RATE_LIMIT", "5/minute;20/hour")

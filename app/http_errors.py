@@ -15,10 +15,15 @@ import uuid
 from flask import Flask, current_app, g, jsonify, request
 from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from app.errors import AppError
 from app.extensions import db, limiter
+
+REDIS_OUTAGES = (RedisConnectionError, RedisTimeoutError)
 
 # Messages for errors raised by Flask/Werkzeug rather than our services.
 HTTP_MESSAGES: dict[int, tuple[str, str, str]] = {
@@ -111,8 +116,42 @@ def register_error_handlers(app: Flask) -> None:
         response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
         return response
 
+    def handle_outage(error: Exception):
+        """Redis or the database away: a 503 to retry, not a 500."""
+        db.session.rollback()
+        which = "redis" if isinstance(error, REDIS_OUTAGES) else "database"
+        current_app.logger.error(
+            "request %s: %s unavailable (%s)", g.get("request_id"), which, type(error).__name__
+        )
+        lang = preferred_language()
+        if which == "redis":
+            message = (
+                "会话与限流服务（Redis）暂不可用，请稍后重试。"
+                if lang == "zh"
+                else (
+                    "The session and rate-limit service (Redis) is unavailable. Try again shortly."
+                )
+            )
+        else:
+            message = (
+                "数据库暂不可用，请稍后重试。"
+                if lang == "zh"
+                else ("The database is unavailable. Try again shortly.")
+            )
+        return error_response(f"{which}_unavailable", message, 503, retry_after=5)
+
+    for outage in (*REDIS_OUTAGES, OperationalError):
+        app.register_error_handler(outage, handle_outage)
+
     @app.errorhandler(HTTPException)
     def handle_http(error: HTTPException):
+        # Failures while the request context is pushed (opening the session)
+        # reach Flask's handle_exception wrapped in a 500; unwrap them.
+        original = getattr(error, "original_exception", None)
+        if isinstance(original, (*REDIS_OUTAGES, OperationalError)):
+            return handle_outage(original)
+        if isinstance(original, AppError):
+            return handle_app_error(original)
         status = error.code or 500
         response = _http_error(status, preferred_language())
         if status == 405 and error.valid_methods:

@@ -85,3 +85,15 @@ def test_security_headers_on_every_response(client, path):
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert headers["Referrer-Policy"] == "same-origin"
     assert headers["X-Request-ID"]
+
+
+def test_redis_outage_is_503_not_500(app_factory):
+    app = app_factory(REDIS_URL="redis://127.0.0.1:1/0", PROPAGATE_EXCEPTIONS=False)
+    client = app.test_client()
+    client.set_cookie("nb_session", "some-session")
+    response = client.get("/conversations")
+    assert_error_shape(response, 503, "redis_unavailable")
+    assert response.headers["Retry-After"] == "5"
+    assert app.test_client().get("/health").status_code == 200
+    generation = app.test_client().post("/v1/generate", json={"prompt": "x"})
+    assert_error_shape(generation, 503, "redis_unavailable")
