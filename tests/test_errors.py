@@ -87,8 +87,20 @@ def test_security_headers_on_every_response(client, path):
     assert headers["X-Request-ID"]
 
 
-def test_redis_outage_is_503_not_500(app_factory):
-    app = app_factory(REDIS_URL="redis://127.0.0.1:1/0", PROPAGATE_EXCEPTIONS=False)
+def test_redis_outage_is_503_not_500(tmp_path):
+    from app import create_app
+    from app.extensions import db
+    from config import TestingConfig
+
+    class RedisAway(TestingConfig):
+        DATA_DIR = str(tmp_path)
+        SQLALCHEMY_DATABASE_URI = None
+        REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+        PROPAGATE_EXCEPTIONS = False  # as in production: handlers answer
+
+    app = create_app(RedisAway)
+    with app.app_context():
+        db.create_all()
     client = app.test_client()
     client.set_cookie("nb_session", "some-session")
     response = client.get("/conversations")
