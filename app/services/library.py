@@ -4,10 +4,10 @@ through a message of a conversation the caller owns."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import current_app
-from sqlalchemy import delete, exists, select
+from sqlalchemy import delete, exists, func, select
 from sqlalchemy.orm import Session
 
 from app.errors import NotFound
@@ -26,6 +26,9 @@ class StoredImage:
     width: int
     height: int
     byte_size: int
+    # The bytes, kept so a file removed by a concurrent clean-up can be
+    # written again inside the transaction that links it.
+    data: bytes = field(default=b"", repr=False, compare=False)
 
 
 def store() -> ImageStore:
@@ -40,7 +43,9 @@ def save(clean) -> StoredImage:
     """Write a CleanImage's bytes (file first, so no row ever points to a
     missing file) and describe it for the database."""
     store().put(clean.data, clean.mime, sha256=clean.sha256)
-    return StoredImage(clean.sha256, clean.mime, clean.width, clean.height, len(clean.data))
+    return StoredImage(
+        clean.sha256, clean.mime, clean.width, clean.height, len(clean.data), clean.data
+    )
 
 
 def upsert_rows(session: Session, images: Iterable[StoredImage]) -> dict[str, Image]:
@@ -49,6 +54,12 @@ def upsert_rows(session: Session, images: Iterable[StoredImage]) -> dict[str, Im
     wanted = {image.sha256: image for image in images}
     if not wanted:
         return {}
+    lock_images(session, wanted)
+    for sha256, image in wanted.items():
+        # A clean-up that ran since save() may have removed the file; under
+        # the lock, what is linked now is guaranteed to be on disk.
+        if image.data and not store().exists(sha256, image.mime):
+            store().put(image.data, image.mime, sha256=sha256)
     rows = {
         row.sha256: row
         for row in session.execute(select(Image).where(Image.sha256.in_(wanted))).scalars()
@@ -74,6 +85,7 @@ def delete_orphans(session: Session, image_ids: Iterable[int]) -> list[str]:
     ids = list(image_ids)
     if not ids:
         return []
+    lock_images(session, session.execute(select(Image.sha256).where(Image.id.in_(ids))).scalars())
     linked = exists().where(MessageImage.image_id == Image.id)
     orphans = list(
         session.execute(select(Image.id, Image.sha256).where(Image.id.in_(ids), ~linked)).all()
@@ -84,8 +96,30 @@ def delete_orphans(session: Session, image_ids: Iterable[int]) -> list[str]:
 
 
 def remove_files(hashes: Iterable[str]) -> None:
-    for sha256 in hashes:
-        store().delete(sha256)
+    """Delete the files of images whose rows are gone, unless a concurrent
+    request has linked the same picture again meanwhile (checked under the
+    per-image lock that upsert_rows takes too)."""
+    hashes = sorted(set(hashes))
+    if not hashes:
+        return
+    from app.db_setup import write_transaction
+
+    with write_transaction() as session:
+        lock_images(session, hashes)
+        alive = set(session.execute(select(Image.sha256).where(Image.sha256.in_(hashes))).scalars())
+        for sha256 in hashes:
+            if sha256 not in alive:
+                store().delete(sha256)
+
+
+def lock_images(session: Session, hashes: Iterable[str]) -> None:
+    """Serialise work on the same picture across processes. SQLite's write
+    transactions (BEGIN IMMEDIATE) are serial already; PostgreSQL takes a
+    transaction-scoped advisory lock per image, in a fixed order."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for sha256 in sorted(hashes):
+        session.execute(select(func.pg_advisory_xact_lock(int(sha256[:15], 16))))
 
 
 def readable_image(user: User | None, image_id: int) -> Image:
