@@ -205,3 +205,38 @@ def test_delete_cascades_messages_and_orphan_images(client, alice, seed_turn, ap
         assert links == 1
     assert not store.exists(only_sha)
     assert client.get(f"/images/{shared.image_id}").status_code == 200
+
+
+def test_picture_relinked_during_clean_up_keeps_its_file(client, alice, seed_turn, app):
+    """A turn saved a picture's file, then a delete removed the last other use
+    of the same picture (and its file) before the turn linked it."""
+    import hashlib
+    from types import SimpleNamespace
+
+    from app.models import User
+    from app.services import conversations, library
+    from tests.conftest import png_bytes
+
+    doomed = create(client, alice, "doomed")
+    keeper = create(client, alice, "keeper")
+    seed_turn(alice.user["id"], doomed["id"], color=(5, 6, 7))
+    data = png_bytes((5, 6, 7))
+    clean = SimpleNamespace(
+        data=data, mime="image/png", width=32, height=24, sha256=hashlib.sha256(data).hexdigest()
+    )
+    with app.test_request_context():
+        pending = library.save(clean)  # the file exists: nothing written
+    assert (
+        client.delete(f"/conversations/{doomed['id']}", headers=alice.headers()).status_code == 204
+    )
+    assert not app.extensions["image_store"].exists(clean.sha256)
+
+    with app.test_request_context():
+        user = db.session.get(User, alice.user["id"])
+        turn = conversations.TurnRecord(
+            kind="generate", prompt="again", params={}, inputs=[], outputs=[pending]
+        )
+        _, reply = conversations.record_turn(user, keeper["id"], turn)
+        image_id = reply.image_links[0].image_id
+    served = client.get(f"/images/{image_id}")
+    assert served.status_code == 200 and served.data == data
