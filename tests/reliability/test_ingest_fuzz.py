@@ -39,7 +39,7 @@ from app.errors import ImageTooLarge, InvalidImage, UnsupportedImage
 from app.services.images import ingest_image
 from tests.reliability.support import FUZZ, RELIABILITY, report
 
-EXAMPLES = 20_000 if FUZZ else int(__import__("os").environ.get("NB_INGEST_EXAMPLES", 150))
+EXAMPLES = 20_000 if FUZZ else 150
 FUZZ_SETTINGS = settings(RELIABILITY, max_examples=EXAMPLES)
 DOCUMENTED = (InvalidImage, UnsupportedImage, ImageTooLarge)
 MAX_PIXELS = 4_000_000
