@@ -146,11 +146,6 @@ def parse_args(argv=None):
         type=Path,
         help="serve wsgi.py from this checkout instead (to compare a change)",
     )
-    parser.add_argument(
-        "--stock-fake",
-        action="store_true",
-        help="run tests/fake_gemini.py as is, Nagle on (see bench/fake_server.py)",
-    )
     parser.add_argument("--json", type=Path, help="also write every run's figures here")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     return parser.parse_args(argv)
@@ -261,7 +256,6 @@ def main(argv=None) -> int:
         opts = Options(duration=8.0, short_duration=4.0, overhead_requests=15)
     selected = args.scenario or list(SCENARIOS)
     servers.EXTRA_ENV.update(dict(item.split("=", 1) for item in args.app_env))
-    servers.FAKE_NODELAY = not args.stock_fake
     if args.app_root:
         servers.APP_ROOT = args.app_root.resolve()
     info = machine()

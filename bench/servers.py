@@ -27,9 +27,6 @@ HOST = "127.0.0.1"
 START_TIMEOUT_S = 60
 # Set by run.py's --app-env: added to every app's environment, last.
 EXTRA_ENV: dict[str, str] = {}
-# False with run.py's --stock-fake: tests/fake_gemini.py as it is (see
-# bench/fake_server.py for what differs).
-FAKE_NODELAY = True
 # Set by run.py's --app-root: the checkout whose wsgi.py is served (a copy
 # with a change to try, say); the fake and this bench stay the same.
 APP_ROOT = ROOT
@@ -76,9 +73,7 @@ class FakeGemini:
 
     def __init__(self, latency: float = 0.0, image_kb: int | None = None) -> None:
         self.port = free_port()
-        script = (
-            ROOT / "bench" / "fake_server.py" if FAKE_NODELAY else ROOT / "tests" / "fake_gemini.py"
-        )
+        script = ROOT / "tests" / "fake_gemini.py"
         args = [PYTHON, str(script), "--port", str(self.port)]
         args += ["--latency", str(latency)]
         if image_kb:

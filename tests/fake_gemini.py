@@ -712,6 +712,10 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     owner: FakeGemini
     protocol_version = "HTTP/1.1"  # keep-alive, like Google's front end
+    # http.server sends headers and body in two writes; with Nagle on, a
+    # small body waits for the delayed ACK (~40 ms), which no real front end
+    # adds. TCP_NODELAY, as Google's front end and waitress have.
+    disable_nagle_algorithm = True
     server_version = "ESF"
     sys_version = ""
 

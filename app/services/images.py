@@ -163,12 +163,12 @@ def _strip_png_metadata(data: bytes, *, max_pixels: int) -> CleanImage | None:
     stripped, (width, height), mode, may_rotate = parsed
     try:
         with Image.open(io.BytesIO(data), formats=("PNG",)) as original:
-            if may_rotate:
-                original.load()
+            original.verify()
+        if may_rotate:
+            with Image.open(io.BytesIO(data), formats=("PNG",)) as original:
+                original.load()  # text chunks after the pixels are read here
                 if original.getexif().get(_ORIENTATION_TAG, 1) != 1:
                     return None
-            else:
-                original.verify()
         result = Image.open(io.BytesIO(stripped), formats=("PNG",))
         result.load()
     except (*_MALFORMED_IMAGE_ERRORS, *_TOO_MANY_PIXELS_ERRORS):
