@@ -31,6 +31,8 @@ BODY_SLACK_BYTES = 64 * 1024
 # request in progress is never idle (waitress only reaps channels with no
 # request), so a long generation is not cut.
 CHANNEL_TIMEOUT_S = 120
+# Responses up to this size stay in memory (see serve()).
+OUTBUF_OVERFLOW_BYTES = 8 * 1024 * 1024
 
 
 def thread_count(config) -> int:
@@ -138,6 +140,10 @@ def serve(app: Flask) -> None:
             # A home server behind a tunnel: a bounded number of sockets.
             connection_limit=max(100, threads * 8),
             ident="nano-banana",
+            # A 1 MB picture is a 1.4 MB base64 response: keep it in memory
+            # rather than spill it through a temporary file (waitress's
+            # default overflow is 1 MB).
+            outbuf_overflow=OUTBUF_OVERFLOW_BYTES,
             # ProxyFix (app/__init__.py) is the one mechanism that reads
             # X-Forwarded-*: waitress must pass those headers through when
             # proxies are trusted, and strips them (its default) otherwise.

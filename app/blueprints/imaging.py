@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import base64
 
-from flask import current_app
+from flask import current_app, request
 from flask_login import current_user
 from flask_openapi3 import APIBlueprint, Tag
 
-from app.errors import Unauthorized
+from app.errors import Busy, Unauthorized
 from app.extensions import limiter
 from app.net import client_address
 from app.schemas import ErrorOut, MessageOut, error_responses
@@ -34,6 +34,17 @@ ERRORS = {
     503: ErrorOut,
     504: ErrorOut,
 }
+
+
+@bp.before_request
+def shed_load_early():
+    """When every gate slot and queue place is taken, refuse a generation
+    before reading its body, validating it or counting it against limits:
+    a burst of refusals then costs next to nothing."""
+    if request.method == "POST" and request.endpoint != "imaging.list_models":
+        gate = imaging.genai().gate
+        if gate.is_full():
+            raise Busy(retry_after=gate.retry_after())
 
 
 def _generation_limit() -> str:

@@ -59,6 +59,11 @@ class LocalGate:
     def waiting(self) -> int:
         return len(self._queue)
 
+    def is_full(self) -> bool:
+        """Every slot and queue place taken: a new caller would be refused.
+        Read without the lock: an early, cheap answer, not a promise."""
+        return self._active >= self.max_concurrent and len(self._queue) >= self.max_queue
+
     def retry_after(self) -> float:
         """A fair guess at when a refused caller could get in."""
         ahead = len(self._queue) + 1

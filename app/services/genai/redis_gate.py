@@ -134,6 +134,10 @@ class RedisGate:
     def waiting(self) -> int:
         return int(self._counts(keys=self.keys[:2])[1])
 
+    def is_full(self) -> bool:
+        active, waiting = self._counts(keys=self.keys[:2])
+        return int(active) >= self.max_concurrent and int(waiting) >= self.max_queue
+
     def retry_after(self, queued: int | None = None) -> float:
         ahead = (self.waiting if queued is None else queued) + 1
         return max(1.0, math.ceil(self._avg_call_s * ahead / self.max_concurrent))
