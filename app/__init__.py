@@ -74,6 +74,7 @@ def create_app(config: type[Config] | dict | str | None = None) -> OpenAPI:
     app.register_api(auth.bp)
     app.register_api(conversations.bp)
     app.register_api(imaging.bp)
+    imaging.init_app(app)
     app.register_api(pages.api)
     app.register_blueprint(pages.bp)
     app.register_blueprint(docs.bp)

@@ -36,15 +36,22 @@ ERRORS = {
 }
 
 
-@bp.before_request
+GENERATION_ENDPOINTS = frozenset({"imaging.generate", "imaging.edit", "imaging.compose"})
+
+
 def shed_load_early():
     """When every gate slot and queue place is taken, refuse a generation
-    before reading its body, validating it or counting it against limits:
-    a burst of refusals then costs next to nothing."""
-    if request.method == "POST" and request.endpoint != "imaging.list_models":
+    before anything else runs (session, limits, body parsing, validation):
+    a burst of refusals then costs next to nothing. Installed first among
+    the app's before-request hooks by init_app below."""
+    if request.endpoint in GENERATION_ENDPOINTS:
         gate = imaging.genai().gate
         if gate.is_full():
             raise Busy(retry_after=gate.retry_after())
+
+
+def init_app(app) -> None:
+    app.before_request_funcs.setdefault(None, []).insert(0, shed_load_early)
 
 
 def _generation_limit() -> str:
