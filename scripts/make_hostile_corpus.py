@@ -200,7 +200,7 @@ def corpus() -> list[Sample]:
         Sample(
             "html_as_png", "page.png", html_named_png(), 400, "invalid_image", "HTML named .png"
         ),
-        Sample("svg", "vector.svg", svg(), 400, "invalid_image", "SVG with a script"),
+        Sample("svg", "vector.svg", svg(), 415, "unsupported_image", "SVG with a script"),
         Sample("psd", "layers.psd", psd(), 415, "unsupported_image", "Photoshop"),
         Sample("tiff", "scan.tiff", tiff(), 415, "unsupported_image", "TIFF"),
         Sample("ico", "favicon.ico", ico(), 415, "unsupported_image", "Windows icon"),

@@ -154,13 +154,14 @@ def test_html_is_invalid():
         ingest_image(page)
 
 
-def test_svg_is_invalid():
+def test_svg_is_unsupported_not_corrupt():
     svg = (
         b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">'
         b'<rect width="10" height="10" fill="red"/></svg>'
     )
-    with pytest.raises(InvalidImage):
+    with pytest.raises(UnsupportedImage) as refused:
         ingest_image(svg)
+    assert refused.value.extra["format"] == "SVG"
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import re
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -319,6 +320,8 @@ def _identify_other_format(data: bytes) -> str | None:
     This pass only chooses between 415 and 400 and never loads pixels, so
     whatever any parser raises simply means "not an image we recognise".
     """
+    if _looks_like_svg(data):
+        return "SVG"
     try:
         with Image.open(io.BytesIO(data)) as other:
             return other.format or "unknown"
@@ -326,6 +329,16 @@ def _identify_other_format(data: bytes) -> str | None:
         return "unknown"
     except Exception:
         return None
+
+
+_SVG_ROOT = re.compile(rb"<svg[\s>]", re.IGNORECASE)
+
+
+def _looks_like_svg(data: bytes) -> bool:
+    """An SVG is a picture, just not one we accept: say so (415) rather than
+    calling it corrupt. Pillow has no SVG reader; the root element tells."""
+    head = data[:4096].lstrip()
+    return head.startswith((b"<?xml", b"<svg", b"<!DOCTYPE svg")) and bool(_SVG_ROOT.search(head))
 
 
 def _apply_exif_orientation(image: Image.Image) -> None:

@@ -110,7 +110,7 @@ def test_fifty_files_in_one_request(client):
     ("names", "status", "code"),
     [
         (("bomb_200mp", "exif_orientation_6"), 413, "image_too_large"),
-        (("exif_orientation_6", "svg"), 400, "invalid_image"),
+        (("exif_orientation_6", "svg"), 415, "unsupported_image"),
         (("png_zip_polyglot", "tiff"), 415, "unsupported_image"),
     ],
 )
