@@ -21,7 +21,8 @@ def make_gate(**settings):
 def hold(gate, seconds, order=None, name=None):
     def run():
         try:
-            with gate.slot():
+            with gate.slot() as permit:
+                permit.wait_for_start()
                 if order is not None:
                     order.append(name)
                 time.sleep(seconds)

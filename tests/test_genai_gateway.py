@@ -285,10 +285,10 @@ def test_gate_bounds_concurrency_spacing_and_queue(gemini_app, fake_gemini):
     gate = app.extensions["genai"].gate
     gate_gaps = [b - a for a, b in itertools.pairwise(sorted(gate.recent_starts))]
     assert min(gate_gaps) >= 0.299, gate_gaps
-    # What the fake sees adds each request's own client-side time (SDK,
-    # connection set-up) on a loaded machine: a few tens of ms either way.
+    # The pacing wait runs in the SDK's send hook, so the fake sees the same
+    # spacing, give or take a socket write.
     fake_gaps = [b - a for a, b in itertools.pairwise(sorted(fake_gemini.start_times))]
-    assert min(fake_gaps) >= 0.15, fake_gaps
+    assert min(fake_gaps) >= 0.29, fake_gaps
     assert health_latency < 0.5
     assert gate.active == 0 and gate.waiting == 0
 

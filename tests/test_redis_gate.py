@@ -75,8 +75,10 @@ def run_callers(gates, count, work_s, flight):
 
     def caller(gate):
         try:
-            with gate.slot(), flight:
-                time.sleep(work_s)
+            with gate.slot() as permit:
+                permit.wait_for_start()
+                with flight:
+                    time.sleep(work_s)
             result = "ok"
         except Busy:
             result = "busy"

@@ -6,9 +6,11 @@ past either bound the caller is refused at once with `Busy` (503 +
 Retry-After). A generation holds a waitress thread for its whole call, so the
 gate must shed load before the thread pool runs dry.
 
-Waiters are served first come, first served. A waiter that gets a slot is
-given a start time no earlier than `min_interval` after the previous start and
-sleeps until then: the slot is held idle for at most that interval.
+Waiters are served first come, first served. A slot holder reserves its start
+as its request goes out (Permit.wait_for_start, called by the provider just
+before sending), no earlier than `min_interval` after the previous start, and
+sleeps until then: the slot is held idle for at most that interval, and the
+gap the upstream sees is not shortened by the time spent building a request.
 """
 
 from __future__ import annotations
@@ -21,6 +23,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from app.errors import Busy
+
+
+class Permit:
+    """A held slot. `wait_for_start()` sleeps until this call may start (once;
+    later calls return at once) and records when it did."""
+
+    def __init__(self, gate) -> None:
+        self._gate = gate
+        self.started: float | None = None
+
+    def wait_for_start(self) -> None:
+        if self.started is not None:
+            return
+        delay = self._gate.reserve_start()
+        if delay > 0:
+            self._gate._sleep(delay)
+        self.started = self._gate._clock()
+        self._gate.recent_starts.append(self.started)
 
 
 class LocalGate:
@@ -71,34 +91,42 @@ class LocalGate:
 
     # -- the gate ----------------------------------------------------------
     @contextmanager
-    def slot(self, deadline: float | None = None) -> Iterator[None]:
+    def slot(self, deadline: float | None = None) -> Iterator[Permit]:
         """Hold one upstream slot for the duration of the `with` block.
 
+        The block calls `permit.wait_for_start()` right before the call goes
+        out; that is where starts are spaced `min_interval` apart, so the
+        time a caller spends preparing its request can't shorten the gap.
         `deadline` (monotonic) bounds the wait beyond the queue timeout.
         """
-        start_at = self._acquire(deadline)
-        started: float | None = None
+        self._acquire(deadline)
+        permit = Permit(self)
         try:
-            delay = start_at - self._clock()
-            if delay > 0:
-                self._sleep(delay)
-            started = self._clock()
-            self.recent_starts.append(started)
-            yield
+            yield permit
         finally:
             # Released on every path: success, error, timeout, exit.
             with self._cond:
                 self._active -= 1
-                if started is not None:
-                    elapsed = self._clock() - started
+                if permit.started is not None:
+                    elapsed = self._clock() - permit.started
                     self._avg_call_s = 0.8 * self._avg_call_s + 0.2 * elapsed
                 self._cond.notify_all()
 
-    def _acquire(self, deadline: float | None) -> float:
+    def reserve_start(self) -> float:
+        """Reserve the earliest start `min_interval` after the previous one;
+        return how long to wait for it (seconds)."""
+        with self._cond:
+            now = self._clock()
+            start_at = max(now, self._next_start)
+            self._next_start = start_at + self.min_interval_s
+            return start_at - now
+
+    def _acquire(self, deadline: float | None) -> None:
         with self._cond:
             now = self._clock()
             if self._active < self.max_concurrent and not self._queue:
-                return self._take(now)
+                self._active += 1
+                return
             if len(self._queue) >= self.max_queue:
                 raise Busy(retry_after=self.retry_after())
             ticket = object()
@@ -113,18 +141,12 @@ class LocalGate:
                         raise Busy(retry_after=self.retry_after())
                     self._cond.wait(remaining)
                 self._queue.popleft()
-                return self._take(self._clock())
+                self._active += 1
             finally:
                 if ticket in self._queue:
                     self._queue.remove(ticket)
                 # The next waiter may now be at the head with a free slot.
                 self._cond.notify_all()
-
-    def _take(self, now: float) -> float:
-        self._active += 1
-        start_at = max(now, self._next_start)
-        self._next_start = start_at + self.min_interval_s
-        return start_at
 
     def close(self) -> None:
         pass

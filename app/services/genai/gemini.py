@@ -13,6 +13,8 @@ import datetime as dt
 import io
 import json
 import re
+import threading
+from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -136,7 +138,12 @@ class GeminiProvider:
         # client is created: nothing to do for those. An explicit proxy goes
         # in client_args; httpx2 then routes everything ("all://") through it
         # and ignores the environment, NO_PROXY included.
-        client_args = {"proxy": proxy} if proxy else None
+        client_args: dict = {"proxy": proxy} if proxy else {}
+        # The gate paces upstream starts; the pacing wait runs here, as the
+        # request goes on the wire, so the SDK's own time to build a request
+        # can't shorten the gap the upstream sees.
+        self._pending_send = threading.local()
+        client_args["event_hooks"] = {"request": [self._on_send]}
         self._client = genai.Client(
             api_key=self._api_key,
             http_options=types.HttpOptions(
@@ -157,9 +164,17 @@ class GeminiProvider:
     def close(self) -> None:
         self._client.close()
 
+    def _on_send(self, _request) -> None:
+        before_send = getattr(self._pending_send, "callback", None)
+        if before_send is not None:
+            before_send()
+
     # ------------------------------------------------------------ the call
 
-    def generate(self, request: GenerationRequest) -> ProviderResult:
+    def generate(
+        self, request: GenerationRequest, before_send: Callable[[], None] | None = None
+    ) -> ProviderResult:
+        self._pending_send.callback = before_send
         try:
             response = self._client.models.generate_content(
                 model=request.model,
@@ -195,6 +210,8 @@ class GeminiProvider:
             ) from None
         except _UNREADABLE_RESPONSE_ERRORS as exc:
             raise _bad_response(type(exc).__name__) from None
+        finally:
+            self._pending_send.callback = None
         # Chained exceptions are dropped (`from None`) on purpose: the SDK's
         # str() embeds the raw upstream body, which must not reach a log line
         # unscrubbed. Everything useful is copied, scrubbed, into `extra`.

@@ -55,7 +55,11 @@ MAX_OUTPUT_SIDE = images.DEFAULT_MAX_SIDE
 class OfflineProvider:
     name = "offline"
 
-    def generate(self, request: GenerationRequest) -> ProviderResult:
+    def generate(
+        self, request: GenerationRequest, before_send: Callable[[], None] | None = None
+    ) -> ProviderResult:
+        if before_send is not None:
+            before_send()
         if request.kind == "generate":
             picture, text = _generate(request)
         elif request.kind == "edit":

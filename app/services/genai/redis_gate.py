@@ -21,29 +21,30 @@ import math
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from redis import Redis
 
 from app.errors import Busy
+from app.services.genai.gate import Permit
 
 POLL_S = 0.02
 HEARTBEAT_MS = 2000
 
 # KEYS: slots, queue, alive, next_start, seq
-# ARGV: token, max_concurrent, interval_ms, lease_ms, max_queue, heartbeat_ms
-# Returns {status, value}: status 1 → got a slot, value = ms to wait before
-# starting; 0 → queued, keep polling; -1 → queue full (busy).
+# ARGV: token, max_concurrent, lease_ms, max_queue, heartbeat_ms
+# Returns {status, value}: status 1 → got a slot; 0 → queued, keep polling;
+# -1 → queue full (busy; value = queue length).
 ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local token = ARGV[1]
 local max_concurrent = tonumber(ARGV[2])
-local interval = tonumber(ARGV[3])
-local lease = tonumber(ARGV[4])
-local max_queue = tonumber(ARGV[5])
-local heartbeat = tonumber(ARGV[6])
+local lease = tonumber(ARGV[3])
+local max_queue = tonumber(ARGV[4])
+local heartbeat = tonumber(ARGV[5])
 
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local stale = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now - heartbeat)
@@ -58,11 +59,8 @@ if redis.call('ZCARD', KEYS[1]) < max_concurrent then
   if (#head == 0) or (head[1] == token) then
     redis.call('ZREM', KEYS[2], token)
     redis.call('ZREM', KEYS[3], token)
-    local next_start = tonumber(redis.call('GET', KEYS[4]) or '0')
-    local start = math.max(now, next_start)
-    redis.call('SET', KEYS[4], start + interval, 'PX', interval + lease)
-    redis.call('ZADD', KEYS[1], start + lease, token)
-    return {1, start - now}
+    redis.call('ZADD', KEYS[1], now + lease, token)
+    return {1, 0}
   end
 end
 if not queued then
@@ -73,6 +71,17 @@ if not queued then
 end
 redis.call('ZADD', KEYS[3], now, token)
 return {0, 0}
+"""
+
+# KEYS: next_start; ARGV: interval_ms. Reserves the earliest start at least
+# `interval` after the previous one, across processes; returns ms to wait.
+START = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local start = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
+redis.call('SET', KEYS[1], start + interval, 'PX', interval + 60000)
+return start - now
 """
 
 # KEYS: slots; ARGV: lease_ms, tokens...  Extends the leases still held.
@@ -113,6 +122,7 @@ class RedisGate:
         self.lease_ms = max(1000, round(lease_s * 1000))
         self.keys = [f"{prefix}:{name}" for name in ("slots", "queue", "alive", "next", "seq")]
         self._acquire = client.register_script(ACQUIRE)
+        self._start = client.register_script(START)
         self._renew = client.register_script(RENEW)
         self._counts = client.register_script(ACTIVE)
         self._held: set[str] = set()
@@ -121,6 +131,9 @@ class RedisGate:
         self._renewer = threading.Thread(target=self._renew_loop, name="gate-lease", daemon=True)
         self._renewer.start()
         self._avg_call_s = 5.0
+        self.recent_starts: deque[float] = deque(maxlen=1000)
+        self._sleep = time.sleep
+        self._clock = time.monotonic
 
     @classmethod
     def from_url(cls, url: str, **settings) -> RedisGate:
@@ -143,41 +156,37 @@ class RedisGate:
         return max(1.0, math.ceil(self._avg_call_s * ahead / self.max_concurrent))
 
     @contextmanager
-    def slot(self, deadline: float | None = None) -> Iterator[None]:
+    def slot(self, deadline: float | None = None) -> Iterator[Permit]:
         token = uuid.uuid4().hex
-        delay_s = self._wait_for_slot(token, deadline)
+        self._wait_for_slot(token, deadline)
         with self._held_lock:
             self._held.add(token)
-        started: float | None = None
+        permit = Permit(self)
         try:
-            if delay_s > 0:
-                time.sleep(delay_s)
-            started = time.monotonic()
-            yield
+            yield permit
         finally:
             with self._held_lock:
                 self._held.discard(token)
             self.client.zrem(self.keys[0], token)
-            if started is not None:
-                self._avg_call_s = 0.8 * self._avg_call_s + 0.2 * (time.monotonic() - started)
+            if permit.started is not None:
+                elapsed = time.monotonic() - permit.started
+                self._avg_call_s = 0.8 * self._avg_call_s + 0.2 * elapsed
 
-    def _wait_for_slot(self, token: str, deadline: float | None) -> float:
+    def reserve_start(self) -> float:
+        """Reserve this call's start on the shared schedule (Redis clock);
+        return how long to wait for it (seconds)."""
+        return int(self._start(keys=[self.keys[3]], args=[self.min_interval_ms])) / 1000
+
+    def _wait_for_slot(self, token: str, deadline: float | None) -> None:
         give_up = time.monotonic() + self.queue_timeout_s
         if deadline is not None:
             give_up = min(give_up, deadline)
-        args = [
-            token,
-            self.max_concurrent,
-            self.min_interval_ms,
-            self.lease_ms,
-            self.max_queue,
-            HEARTBEAT_MS,
-        ]
+        args = [token, self.max_concurrent, self.lease_ms, self.max_queue, HEARTBEAT_MS]
         try:
             while True:
                 status, value = self._acquire(keys=self.keys, args=args)
                 if status == 1:
-                    return int(value) / 1000
+                    return
                 if status == -1:
                     raise Busy(retry_after=self.retry_after(int(value)))
                 if time.monotonic() >= give_up:

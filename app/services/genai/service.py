@@ -48,7 +48,7 @@ class ProviderNotConfigured(AppError):
 class _UnconfiguredProvider:
     name = "gemini"
 
-    def generate(self, request: GenerationRequest) -> ProviderResult:
+    def generate(self, request: GenerationRequest, before_send=None) -> ProviderResult:
         raise ProviderNotConfigured()
 
     def close(self) -> None:
@@ -178,9 +178,10 @@ class GenAIService:
         for attempt in retrying:
             with attempt:
                 outcome.attempts += 1
-                # The slot is held for the call only, never across a backoff.
-                with self.gate.slot(deadline):
-                    return self.provider.generate(request)
+                # The slot is held for the call only, never across a backoff;
+                # the pacing wait runs as the call goes out.
+                with self.gate.slot(deadline) as permit:
+                    return self.provider.generate(request, before_send=permit.wait_for_start)
         raise AssertionError("unreachable: tenacity reraises the last error")
 
     def _wait(self, state: RetryCallState) -> float:

@@ -5,6 +5,7 @@ Providers see only these: no Flask, no HTTP, no database.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -54,8 +55,14 @@ class ProviderResult:
 class Provider(Protocol):
     name: str
 
-    def generate(self, request: GenerationRequest) -> ProviderResult:
-        """Make one upstream call. Raises app.errors.AppError subclasses."""
+    def generate(
+        self, request: GenerationRequest, before_send: Callable[[], None] | None = None
+    ) -> ProviderResult:
+        """Make one upstream call. Raises app.errors.AppError subclasses.
+
+        `before_send`, when given, is called once, just before the call goes
+        out (the gate's pacing wait runs in it).
+        """
         ...
 
     def close(self) -> None: ...
