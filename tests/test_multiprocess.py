@@ -55,6 +55,8 @@ GENERATIONS = 20
 # wire (the provider's send hook), so what the fake sees differs from the
 # reserved starts only by the socket write and the fake's own accept.
 WIRE_TOLERANCE_MS = 10
+# The gates add this to a non-zero interval (app/services/genai/gate.py).
+WIRE_MARGIN_MS = 5
 # Mapping the fake's monotonic stamps onto Redis' wall clock.
 CLOCK_SLACK_MS = 5
 LOGIN_LIMIT = 3
@@ -242,7 +244,7 @@ class GateGrants:
                 reserved = words[:2] == ["SET", "nb:gate:next"]
                 # MONITOR shows every database; another app may use the same keys.
                 if event["db"] == REDIS_DB and event["client_type"] == "lua" and reserved:
-                    self.starts_ms.append(int(words[2]) - INTERVAL_MS)
+                    self.starts_ms.append(int(words[2]) - INTERVAL_MS - WIRE_MARGIN_MS)
 
 
 def generate(process: AppProcess, prompt: str, timeout: float = 60) -> requests.Response:

@@ -24,6 +24,11 @@ from contextlib import contextmanager
 
 from app.errors import Busy
 
+# Added to a non-zero minimum interval: the few milliseconds a request can
+# take from the send hook to the upstream's socket (a thread wake-up, a
+# write) must not bring two starts closer than the interval where it counts.
+WIRE_MARGIN_S = 0.005
+
 
 class Permit:
     """A held slot. `wait_for_start()` sleeps until this call may start (once;
@@ -58,6 +63,7 @@ class LocalGate:
     ) -> None:
         self.max_concurrent = max(1, max_concurrent)
         self.min_interval_s = max(0.0, min_interval_s)
+        self._spacing_s = self.min_interval_s + WIRE_MARGIN_S if self.min_interval_s else 0.0
         self.max_queue = max(0, max_queue)
         self.queue_timeout_s = max(0.0, queue_timeout_s)
         self._clock = clock
@@ -118,7 +124,7 @@ class LocalGate:
         with self._cond:
             now = self._clock()
             start_at = max(now, self._next_start)
-            self._next_start = start_at + self.min_interval_s
+            self._next_start = start_at + self._spacing_s
             return start_at - now
 
     def _acquire(self, deadline: float | None) -> None:

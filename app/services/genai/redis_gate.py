@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from redis import Redis
 
 from app.errors import Busy
-from app.services.genai.gate import Permit
+from app.services.genai.gate import WIRE_MARGIN_S, Permit
 
 POLL_S = 0.02
 HEARTBEAT_MS = 2000
@@ -117,6 +117,8 @@ class RedisGate:
         self.client = client
         self.max_concurrent = max(1, max_concurrent)
         self.min_interval_ms = max(0, round(min_interval_s * 1000))
+        spacing_s = min_interval_s + WIRE_MARGIN_S if self.min_interval_ms else 0.0
+        self._spacing_ms = round(spacing_s * 1000)
         self.max_queue = max(0, max_queue)
         self.queue_timeout_s = max(0.0, queue_timeout_s)
         self.lease_ms = max(1000, round(lease_s * 1000))
@@ -175,7 +177,7 @@ class RedisGate:
     def reserve_start(self) -> float:
         """Reserve this call's start on the shared schedule (Redis clock);
         return how long to wait for it (seconds)."""
-        return int(self._start(keys=[self.keys[3]], args=[self.min_interval_ms])) / 1000
+        return int(self._start(keys=[self.keys[3]], args=[self._spacing_ms])) / 1000
 
     def _wait_for_slot(self, token: str, deadline: float | None) -> None:
         give_up = time.monotonic() + self.queue_timeout_s
