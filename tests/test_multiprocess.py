@@ -56,7 +56,7 @@ GENERATIONS = 20
 # reserved starts only by the socket write and the fake's own accept.
 WIRE_TOLERANCE_MS = 10
 # The gates add this to a non-zero interval (app/services/genai/gate.py).
-WIRE_MARGIN_MS = 5
+WIRE_MARGIN_MS = 10
 # Mapping the fake's monotonic stamps onto Redis' wall clock.
 CLOCK_SLACK_MS = 5
 LOGIN_LIMIT = 3

@@ -24,10 +24,12 @@ from contextlib import contextmanager
 
 from app.errors import Busy
 
-# Added to a non-zero minimum interval: the few milliseconds a request can
-# take from the send hook to the upstream's socket (a thread wake-up, a
-# write) must not bring two starts closer than the interval where it counts.
-WIRE_MARGIN_S = 0.005
+# Added to a non-zero minimum interval: the milliseconds a request can take
+# from the send hook to the upstream's handler (a new connection's accept and
+# thread start on the far side, a thread wake-up here) must not bring two
+# starts closer than the interval where it counts. Measured: up to ~10 ms on
+# a loaded 2-core machine (docs/benchmarks.md, scenario 2).
+WIRE_MARGIN_S = 0.010
 
 
 class Permit:
