@@ -75,6 +75,29 @@ def app_factory(tmp_path):
         app.extensions["genai"].close()
 
 
+GEMINI_TEST_KEY = "test-key-123"
+
+
+@pytest.fixture
+def gemini_app(app_factory, fake_gemini):
+    """Build an app on the real google-genai SDK against the fake Gemini server."""
+
+    def build(**overrides):
+        settings = dict(
+            GENAI_PROVIDER="gemini",
+            GOOGLE_API_KEY=GEMINI_TEST_KEY,
+            GENAI_BASE_URL=fake_gemini.url,
+            GENAI_MAX_RETRIES=2,
+            GENAI_BACKOFF_MS=10,
+            GENAI_TIMEOUT_S=5,
+            GENAI_MIN_INTERVAL_MS=0,
+        )
+        settings.update(overrides)
+        return app_factory(**settings)
+
+    return build
+
+
 @pytest.fixture
 def client(app):
     return app.test_client()

@@ -10,24 +10,7 @@ import time
 import pytest
 
 from tests import fake_gemini as fg
-
-
-@pytest.fixture
-def gemini_app(app_factory, fake_gemini):
-    def build(**overrides):
-        settings = dict(
-            GENAI_PROVIDER="gemini",
-            GOOGLE_API_KEY="test-key-123",
-            GENAI_BASE_URL=fake_gemini.url,
-            GENAI_MAX_RETRIES=2,
-            GENAI_BACKOFF_MS=10,
-            GENAI_TIMEOUT_S=5,
-            GENAI_MIN_INTERVAL_MS=0,
-        )
-        settings.update(overrides)
-        return app_factory(**settings)
-
-    return build
+from tests.conftest import GEMINI_TEST_KEY
 
 
 @pytest.fixture
@@ -65,7 +48,7 @@ def test_parameters_reach_the_upstream_exactly(gclient, fake_gemini):
         assert set(config["responseModalities"]) == {"TEXT", "IMAGE"}
         assert call.model == "gemini-3.1-flash-image"
         assert call.api_version == "v1beta"
-        assert call.headers["x-goog-api-key"] == "test-key-123"
+        assert call.headers["x-goog-api-key"] == GEMINI_TEST_KEY
 
 
 def test_unset_parameters_are_not_sent(gclient, fake_gemini):
@@ -178,7 +161,7 @@ def test_upstream_faults_map_to_documented_errors(gclient, fake_gemini, fault, s
     body = response.get_json()
     assert body["error"] == code
     assert body["message"] == body["detail"]
-    assert "test-key-123" not in response.get_data(as_text=True)
+    assert GEMINI_TEST_KEY not in response.get_data(as_text=True)
     if status in (429, 503) and code != "upstream_quota_exhausted":
         assert int(response.headers["Retry-After"]) >= 1
 

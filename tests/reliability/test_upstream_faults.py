@@ -15,10 +15,11 @@ import time
 import pytest
 
 from tests import fake_gemini as fg
+from tests.conftest import GEMINI_TEST_KEY
 from tests.imaging_helpers import png
 from tests.reliability.support import NO_LIMITS, report
 
-API_KEY = "test-key-reliability"
+API_KEY = GEMINI_TEST_KEY
 
 
 def truncated_base64() -> fg.Fault:
