@@ -53,6 +53,13 @@ def _username_key() -> str:
     return "user:" + (accounts.username_key(name) if isinstance(name, str) else "-")
 
 
+def _password_owner_key() -> str:
+    """Guesses at the current password count against the account, like logins."""
+    from flask_login import current_user
+
+    return f"password:{current_user.id}" if current_user.is_authenticated else "password:-"
+
+
 def _start_session(user) -> SessionOut:
     # A new session id at login: an id planted before login is worthless.
     current_app.session_interface.regenerate(session)
@@ -101,7 +108,8 @@ def me():
     ).model_dump(mode="json")
 
 
-@bp.post("/auth/password", responses={200: SessionOut, 401: ErrorOut})
+@bp.post("/auth/password", responses={200: SessionOut, 401: ErrorOut, 429: ErrorOut})
+@limiter.limit(_login_user_limit, key_func=_password_owner_key)
 def change_password(body: PasswordChange):
     """Change the password. Every other session and cookie stops working."""
     user = accounts.change_password(require_user(), body.current_password, body.new_password)

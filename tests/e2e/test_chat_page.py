@@ -563,3 +563,38 @@ def test_api_tokens_in_the_settings_panel(offline_server, open_page):
     page.locator("#confirm-ok").click()
     expect(page.locator(".token-item")).to_have_count(0)
     expect(page.locator("#token-list")).to_have_text("No tokens yet.")
+
+
+def test_password_change_in_the_settings_panel(offline_server, open_page, browser, console):
+    console.allow(r"status of 401")  # the wrong current password, on purpose
+    page = open_page(offline_server)
+    expect(page.locator("#password-section")).to_be_hidden()
+    username = unique_name("pw")
+    sign_up_by_api(page, username)
+    goto_ready(page)
+    # Another browser logged in as the same user, to see it signed out.
+    other = browser.new_context(base_url=offline_server.url)
+    assert other.request.post("/auth/login", data={"username": username, "password": PASSWORD}).ok
+    expect(page.locator("#password-section")).to_be_visible()
+
+    page.locator("#password-current").fill("not-my-password")
+    page.locator("#password-new").fill("brand-new-pass-2")
+    page.locator("#password-form button[type=submit]").click()
+    expect(page.locator(".toast").last).to_contain_text("Wrong username or password")
+
+    page.locator("#password-current").fill(PASSWORD)
+    page.locator("#password-new").fill("brand-new-pass-2")
+    page.locator("#password-form button[type=submit]").click()
+    expect(page.locator(".toast").last).to_contain_text("Password changed")
+    # This page carries on (new session, new CSRF token): a write works.
+    expect(page.locator("#account-name")).to_have_text(username)
+    assert page.evaluate("fetch('/conversations').then(r => r.status)") == 200
+    assert other.request.get("/conversations").status == 401
+    other.close()
+
+    page.locator("#logout-btn").click()
+    page.locator("#login-btn").click()
+    page.locator("#auth-username").fill(username)
+    page.locator("#auth-password").fill("brand-new-pass-2")
+    page.locator("#auth-submit").click()
+    expect(page.locator("#account-name")).to_have_text(username)

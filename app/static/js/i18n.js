@@ -142,6 +142,14 @@ const STRINGS = {
     "tokens.neverUsed": "never used",
     "tokens.nameRequired": "Give the token a name.",
 
+    "password.title": "Password",
+    "password.help": "Changing it signs out every other browser.",
+    "password.current": "Current password",
+    "password.new": "New password (8–128 characters)",
+    "password.change": "Change password",
+    "password.changed": "Password changed. Other sessions are signed out.",
+    "password.tooShort": "The new password needs 8 to 128 characters.",
+
     "auth.login": "Log in",
     "auth.signup": "Sign up",
     "auth.logout": "Log out",
@@ -297,6 +305,14 @@ const STRINGS = {
     "tokens.lastUsed": "最近使用：{when}",
     "tokens.neverUsed": "从未使用",
     "tokens.nameRequired": "请填写令牌名称。",
+
+    "password.title": "密码",
+    "password.help": "修改后，其他浏览器中的登录将全部失效。",
+    "password.current": "当前密码",
+    "password.new": "新密码（8–128 个字符）",
+    "password.change": "修改密码",
+    "password.changed": "密码已修改，其他会话已退出登录。",
+    "password.tooShort": "新密码长度须为 8–128 个字符。",
 
     "auth.login": "登录",
     "auth.signup": "注册",

@@ -16,6 +16,7 @@ import {
 } from "./sidebar.js";
 import { emit, on, state } from "./state.js";
 import { clearThread, initThread, showConversation } from "./thread.js";
+import { initPassword } from "./password.js";
 import { initTokens } from "./tokens.js";
 import { closeDrawersIfNarrow, initDrawers, togglePanel, toast } from "./ui.js";
 
@@ -162,6 +163,7 @@ async function boot() {
   initThread();
   initSettings();
   initTokens();
+  initPassword();
   initSidebar();
   initAuth();
   initComposer({ createConversation });
