@@ -59,7 +59,7 @@ def _run_and_save(kind, prompt, paths, output, model, aspect_ratio, seed, count)
     from app.errors import AppError
     from app.services import imaging
 
-    uploads = [imaging.Upload(data=Path(path).read_bytes(), filename=path) for path in paths]
+    uploads = [Path(path).read_bytes() for path in paths]
     params = imaging.ImagingParams(
         model=model, aspect_ratio=aspect_ratio, seed=seed, candidate_count=count
     )

@@ -66,13 +66,6 @@ class Unauthorized(AppError):
     message_zh = "请先登录。"
 
 
-class Forbidden(AppError):
-    code = "forbidden"
-    status = 403
-    message_en = "Not allowed."
-    message_zh = "无权访问。"
-
-
 class InvalidInput(AppError):
     code = "invalid_input"
     status = 400

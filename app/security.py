@@ -59,7 +59,6 @@ def init_request_pipeline(app: Flask) -> None:
                 "API 令牌无效或已被撤销。",
                 code="invalid_token",
             )
-        g.auth_via = "bearer"
         return user
 
     @login_manager.unauthorized_handler
@@ -70,7 +69,6 @@ def init_request_pipeline(app: Flask) -> None:
     def start_request():
         g.request_id = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex[:16]
         g.started = time.perf_counter()
-        g.auth_via = None
 
     @app.before_request
     def enforce_session_lifetime():
@@ -85,7 +83,6 @@ def init_request_pipeline(app: Flask) -> None:
             logout_user()
             session.clear()
             return
-        g.auth_via = "session"
         if now - seen > SEEN_WRITE_INTERVAL_S:
             session["_seen"] = now
 
@@ -141,7 +138,6 @@ def _check_csrf_header() -> None:
         validate_csrf(token)
     except ValidationError as error:
         raise CSRFError(error.args[0]) from None
-    g.csrf_valid = True
 
 
 def _apply_cors(app: Flask, response) -> None:

@@ -59,8 +59,8 @@ class DatabaseSessionInterface(SessionlessPathsMixin, ServerSideSessionInterface
             ).first()
         if row is None:
             return None
-        expiry = row.expiry if row.expiry.tzinfo else row.expiry.replace(tzinfo=utcnow().tzinfo)
-        if expiry <= utcnow():
+        # UTCDateTime hands back an aware datetime on every backend.
+        if row.expiry <= utcnow():
             self._delete_session(store_id)
             return None
         return self.serializer.decode(bytes(row.data))
@@ -76,22 +76,18 @@ class DatabaseSessionInterface(SessionlessPathsMixin, ServerSideSessionInterface
         table = SessionRecord.__table__
         data = self.serializer.encode(session)
         expiry: datetime = utcnow() + session_lifetime
+        refresh = update(table).where(table.c.id == store_id).values(data=data, expiry=expiry)
         # Update first: the common case. Two threads creating the same new
         # session both miss the update; the loser of the insert race updates.
         with db.engine.begin() as conn:
-            updated = conn.execute(
-                update(table).where(table.c.id == store_id).values(data=data, expiry=expiry)
-            ).rowcount
-            if updated:
+            if conn.execute(refresh).rowcount:
                 return
         try:
             with db.engine.begin() as conn:
                 conn.execute(insert(table).values(id=store_id, data=data, expiry=expiry))
         except IntegrityError:
             with db.engine.begin() as conn:
-                conn.execute(
-                    update(table).where(table.c.id == store_id).values(data=data, expiry=expiry)
-                )
+                conn.execute(refresh)
 
     def _delete_expired_sessions(self) -> int:
         table = SessionRecord.__table__

@@ -118,7 +118,7 @@ def _respond(result: imaging.ImagingResult):
 
 def _run_multipart(kind, form: ImageForm):
     user = _caller()
-    uploads = [imaging.Upload(data=f.read(), filename=f.filename) for f in form.files]
+    uploads = [upload.read() for upload in form.files]
     result = imaging.run(
         kind=kind,
         prompt=form.prompt,

@@ -12,12 +12,12 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 
 from app.db_setup import write_transaction
 from app.errors import InvalidInput, NotFound
 from app.extensions import db
-from app.models import Conversation, Image, Message, MessageImage, User, utcnow
+from app.models import Conversation, Message, MessageImage, User, utcnow
 from app.services import library
 
 DEFAULT_TITLE = "New conversation"
@@ -29,14 +29,15 @@ def _encode_cursor(*parts) -> str:
     return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> list:
+def _decode_cursor(cursor: str, *converters) -> tuple:
+    """The cursor's parts, each through its converter; any fault is one 400."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         parts = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if not isinstance(parts, list):
+        if not isinstance(parts, list) or len(parts) != len(converters):
             raise ValueError
-        return parts
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return tuple(convert(part) for convert, part in zip(converters, parts, strict=True))
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
         raise InvalidInput("Invalid cursor.", "无效的分页游标。", code="invalid_cursor") from None
 
 
@@ -83,14 +84,7 @@ def list_for(user: User, *, limit: int = 50, cursor: str | None = None, q: str |
         pattern = q.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         stmt = stmt.where(Conversation.title.ilike(f"%{pattern}%", escape="\\"))
     if cursor:
-        parts = _decode_cursor(cursor)
-        try:
-            updated_at = datetime.fromisoformat(parts[0])
-            last_id = int(parts[1])
-        except (IndexError, TypeError, ValueError):
-            raise InvalidInput(
-                "Invalid cursor.", "无效的分页游标。", code="invalid_cursor"
-            ) from None
+        updated_at, last_id = _decode_cursor(cursor, datetime.fromisoformat, int)
         stmt = stmt.where(
             or_(
                 Conversation.updated_at < updated_at,
@@ -145,13 +139,7 @@ def list_messages(
     conversation = get_owned(user, conversation_id)
     stmt = select(Message).where(Message.conversation_id == conversation.id)
     if before:
-        parts = _decode_cursor(before)
-        try:
-            before_id = int(parts[0])
-        except (IndexError, TypeError, ValueError):
-            raise InvalidInput(
-                "Invalid cursor.", "无效的分页游标。", code="invalid_cursor"
-            ) from None
+        (before_id,) = _decode_cursor(before, int)
         stmt = stmt.where(Message.id < before_id)
     rows = list(db.session.execute(stmt.order_by(Message.id.desc()).limit(limit + 1)).scalars())
     next_cursor = None
@@ -256,24 +244,3 @@ def _auto_title(prompt: str) -> str:
     if len(title) > AUTO_TITLE_CHARS:
         title = title[: AUTO_TITLE_CHARS - 1] + "…"
     return title or DEFAULT_TITLE
-
-
-def count_messages(conversation_id: int) -> int:
-    return db.session.execute(
-        select(func.count()).select_from(Message).where(Message.conversation_id == conversation_id)
-    ).scalar_one()
-
-
-__all__ = [
-    "Conversation",
-    "Image",
-    "Page",
-    "TurnRecord",
-    "create",
-    "delete_conversation",
-    "get_owned",
-    "list_for",
-    "list_messages",
-    "record_turn",
-    "rename",
-]

@@ -56,12 +56,6 @@ class ImagingResult:
     message: object | None = None
 
 
-@dataclass
-class Upload:
-    data: bytes
-    filename: str | None = None
-
-
 def genai() -> GenAIService:
     return current_app.extensions["genai"]
 
@@ -72,7 +66,7 @@ def run(
     prompt: str,
     params: ImagingParams,
     user: User | None,
-    uploads: list[Upload] = (),
+    uploads: list[bytes] = (),
     source_image_ids: list[int] = (),
     conv_id: int | None = None,
 ) -> ImagingResult:
@@ -132,11 +126,19 @@ def run(
         outputs = [_normalise_output(image.data) for image in outcome.images]
     except AppError as error:
         if conversation is not None:
-            _record_failure(
-                user, conversation.id, kind, prompt, params, inputs, model.id, error, started
+            failed = _turn(
+                kind,
+                prompt,
+                params,
+                inputs,
+                model.id,
+                _elapsed_ms(started),
+                error_code=error.code,
+                error_message=error.message_en,
             )
+            _record_failure(user, conversation.id, failed)
         raise
-    duration_ms = round((time.perf_counter() - started) * 1000)
+    duration_ms = _elapsed_ms(started)
 
     result = ImagingResult(
         images=outputs,
@@ -148,17 +150,17 @@ def run(
         duration_ms=duration_ms,
     )
     if conversation is not None:
-        turn = conversations.TurnRecord(
-            kind=kind,
-            prompt=prompt,
-            params=params.recorded(),
-            inputs=[library.save(image) for image in inputs],
+        turn = _turn(
+            kind,
+            prompt,
+            params,
+            inputs,
+            model.id,
+            duration_ms,
             outputs=[library.save(image) for image in outputs],
             texts=outcome.texts,
-            model=model.id,
             finish_reasons=outcome.finish_reasons,
             usage=outcome.usage,
-            duration_ms=duration_ms,
         )
         user_message, reply = conversations.record_turn(user, conversation.id, turn)
         result.conversation_id = conversation.id
@@ -185,11 +187,11 @@ def _check_request_size(inputs: list[CleanImage]) -> None:
         )
 
 
-def _ingest(uploads: list[Upload]) -> list[CleanImage]:
+def _ingest(uploads: list[bytes]) -> list[CleanImage]:
     config = current_app.config
     return [
         ingest_image(
-            upload.data,
+            upload,
             max_pixels=config["MAX_IMAGE_PIXELS"],
             max_bytes=config["MAX_IMAGE_BYTES"],
         )
@@ -227,17 +229,26 @@ def _normalise_output(data: bytes) -> CleanImage:
         ) from None
 
 
-def _record_failure(user, conversation_id, kind, prompt, params, inputs, model_id, error, started):
-    turn = conversations.TurnRecord(
+def _elapsed_ms(started: float) -> int:
+    return round((time.perf_counter() - started) * 1000)
+
+
+def _turn(
+    kind, prompt, params, inputs, model_id, duration_ms, **outcome
+) -> conversations.TurnRecord:
+    """The record of one turn, its input images written to the store."""
+    return conversations.TurnRecord(
         kind=kind,
         prompt=prompt,
         params=params.recorded(),
         inputs=[library.save(image) for image in inputs],
         model=model_id,
-        duration_ms=round((time.perf_counter() - started) * 1000),
-        error_code=error.code,
-        error_message=error.message_en,
+        duration_ms=duration_ms,
+        **outcome,
     )
+
+
+def _record_failure(user, conversation_id, turn: conversations.TurnRecord) -> None:
     try:
         conversations.record_turn(user, conversation_id, turn)
     except Exception:  # the caller's error matters more than the record of it

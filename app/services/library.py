@@ -156,7 +156,3 @@ def thumbnail_bytes(image: Image) -> bytes:
     data, mime = make_thumbnail(image_bytes(image), THUMB_SIZE)
     store().put(data, mime, variant="thumb", sha256=image.sha256)
     return data
-
-
-def to_stored(image: Image) -> StoredImage:
-    return StoredImage(image.sha256, image.mime, image.width, image.height, image.byte_size)

@@ -61,7 +61,6 @@ class GenerationOutcome:
 
     results: list[ProviderResult] = field(default_factory=list)
     warnings: list[dict] = field(default_factory=list)
-    attempts: int = 0
 
     @property
     def images(self):
@@ -143,9 +142,7 @@ class GenAIService:
                 outcome.warnings.append(_warning(index, "deadline", "time ran out"))
                 break
             try:
-                result = self._call_with_retries(
-                    replace(request, candidate_index=index), deadline, outcome
-                )
+                result = self._call_with_retries(replace(request, candidate_index=index), deadline)
             except AppError as error:
                 first_error = first_error or error
                 outcome.warnings.append(_warning(index, error.code, error.message_en))
@@ -163,9 +160,7 @@ class GenAIService:
             raise first_error
         return outcome
 
-    def _call_with_retries(
-        self, request: GenerationRequest, deadline: float, outcome: GenerationOutcome
-    ) -> ProviderResult:
+    def _call_with_retries(self, request: GenerationRequest, deadline: float) -> ProviderResult:
         remaining = max(0.0, deadline - time.monotonic())
         retrying = Retrying(
             retry=retry_if_exception(_is_retryable),
@@ -176,12 +171,10 @@ class GenAIService:
             before_sleep=_log_retry,
         )
         for attempt in retrying:
-            with attempt:
-                outcome.attempts += 1
-                # The slot is held for the call only, never across a backoff;
-                # the pacing wait runs as the call goes out.
-                with self.gate.slot(deadline) as permit:
-                    return self.provider.generate(request, before_send=permit.wait_for_start)
+            # The slot is held for the call only, never across a backoff;
+            # the pacing wait runs as the call goes out.
+            with attempt, self.gate.slot(deadline) as permit:
+                return self.provider.generate(request, before_send=permit.wait_for_start)
         raise AssertionError("unreachable: tenacity reraises the last error")
 
     def _wait(self, state: RetryCallState) -> float:
