@@ -37,12 +37,13 @@ def create_app(config: type[Config] | dict | str | None = None) -> OpenAPI:
 
     # 2. Extensions
     from app import extensions
+    from app.db_setup import configure_engine
     from app.logging_setup import init_logging
     from app.sessions import init_sessions
 
     init_logging(app)
     extensions.db.init_app(app)
-    _tune_database(app)
+    configure_engine(app)
     extensions.migrate.init_app(
         app, extensions.db, directory=str(_root() / "migrations"), render_as_batch=True
     )
@@ -148,10 +149,3 @@ def _load_or_create_secret(path: Path) -> str:
     finally:
         temporary.unlink(missing_ok=True)
     return path.read_text().strip()
-
-
-def _tune_database(app: OpenAPI) -> None:
-    from app.db_setup import configure_engine
-
-    with app.app_context():
-        configure_engine(app)

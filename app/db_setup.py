@@ -25,7 +25,8 @@ IMMEDIATE = "nb_begin_immediate"
 
 
 def configure_engine(app: Flask) -> None:
-    engine: Engine = db.engine
+    with app.app_context():
+        engine: Engine = db.engine
     if engine.dialect.name != "sqlite":
         return
 

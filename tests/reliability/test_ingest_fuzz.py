@@ -157,6 +157,15 @@ def pictures(draw, formats: dict):
     return fmt, upright, buffer.getvalue()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def report_inputs_tried():
+    """After the module: how many inputs the properties tried (a figure for
+    docs/reliability.md, printed with `pytest -s`; not a test of its own)."""
+    yield
+    if tried:
+        report("ingest_fuzz", inputs=sum(tried.values()), **tried)
+
+
 def _count(name: str) -> None:
     tried[name] = tried.get(name, 0) + 1
 
@@ -298,9 +307,3 @@ def test_splices_and_truncations_give_a_clean_image_or_a_documented_error(a, b, 
     except DOCUMENTED:
         return
     assert_clean(clean)
-
-
-def test_report_inputs_tried():
-    """Runs last in this module: the number of inputs the properties above tried."""
-    if tried:
-        report("ingest_fuzz", inputs=sum(tried.values()), **tried)
