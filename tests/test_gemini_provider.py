@@ -82,9 +82,9 @@ def png(color: str, size: tuple[int, int] = (8, 8)) -> bytes:
     return buffer.getvalue()
 
 
-def failure(provider: GeminiProvider, request: GenerationRequest | None = None):
+def failure(provider: GeminiProvider, request: GenerationRequest | None = None, **pacing):
     with pytest.raises(UpstreamError) as caught:
-        provider.generate(request or generation())
+        provider.generate(request or generation(), **pacing)
     return caught.value
 
 
@@ -546,6 +546,40 @@ def test_one_client_serves_concurrent_calls(provider, fake_gemini):  # noqa: F81
 
     assert len(results) == 4
     assert fake_gemini.max_in_flight == 4
+
+
+def test_pacing_runs_as_the_request_is_written(provider, fake_gemini):  # noqa: F811
+    events = []
+
+    def before_send():
+        # The connection is open by now: pacing waits on the wire, not
+        # before a handshake that would eat into the gap.
+        events.append(("before", fake_gemini.calls))
+
+    def after_send():
+        events.append(("after", fake_gemini.calls))
+
+    provider.generate(generation(), before_send=before_send, after_send=after_send)
+    provider.generate(generation(), before_send=before_send, after_send=after_send)
+
+    assert [name for name, _ in events] == ["before", "after", "before", "after"]
+    assert events[0][1] == 0 and events[2][1] == 1  # before the fake saw each call
+
+
+def test_a_call_that_never_reaches_the_wire_is_neither_paced_nor_reported(make_provider):
+    with FakeGemini() as closed_soon:
+        dead_url = closed_soon.url
+    provider = make_provider(base_url=dead_url)
+    events = []
+
+    failure_seen = failure(
+        provider,
+        before_send=lambda: events.append("before"),
+        after_send=lambda: events.append("after"),
+    )
+
+    assert failure_seen.code == "upstream_unreachable"
+    assert events == []
 
 
 # ---------------------------------------------------------------- proxies

@@ -263,16 +263,18 @@ def test_gate_bounds_concurrency_spacing_and_queue(gemini_app, fake_gemini):
     refused = [r for r in results if r[0] == 503]
     assert len(ok) == 6 and len(refused) == 4
     assert all(r[2] and int(r[2]) >= 1 for r in refused)
-    assert max(r[1] for r in refused) < 0.25  # answered at once, not after a wait
+    # Answered at once, not after waiting for a slot (the first frees at 1 s).
+    assert max(r[1] for r in refused) < 0.8
     assert fake_gemini.max_in_flight == 2
     gate = app.extensions["genai"].gate
     gate_gaps = [b - a for a, b in itertools.pairwise(sorted(gate.recent_starts))]
     assert min(gate_gaps) >= 0.299, gate_gaps
-    # The pacing wait runs in the SDK's send hook, so the fake sees the same
-    # spacing, give or take a socket write.
+    # The pacing wait runs as the request is written and the next start waits
+    # for the report that it was, so the fake sees the same spacing, give or
+    # take its own thread's wake-up.
     fake_gaps = [b - a for a, b in itertools.pairwise(sorted(fake_gemini.start_times))]
     assert min(fake_gaps) >= 0.29, fake_gaps
-    assert health_latency < 0.5
+    assert health_latency < 0.8  # never waits for the gate
     assert gate.active == 0 and gate.waiting == 0
 
 

@@ -8,9 +8,18 @@ gate must shed load before the thread pool runs dry.
 
 Waiters are served first come, first served. A slot holder reserves its start
 as its request goes out (Permit.wait_for_start, called by the provider just
-before sending), no earlier than `min_interval` after the previous start, and
-sleeps until then: the slot is held idle for at most that interval, and the
-gap the upstream sees is not shortened by the time spent building a request.
+before the request's first byte is written), no earlier than `min_interval`
+after the previous start, and sleeps until then: the slot is held idle for at
+most that interval, and the gap the upstream sees is not shortened by the time
+spent building a request or opening a connection.
+
+A reservation is a promise about when a call may go, not when it went: a
+thread kept off the CPU for a few milliseconds after its reservation (a burst
+of requests on a small NAS) reaches the upstream late, and the next call,
+sleeping to its own reservation, would then arrive less than the interval
+after it. So each call also reports when its request was fully written
+(Permit.sent); a call that slept re-checks that report before going, and the
+next reservation starts from whichever is later.
 """
 
 from __future__ import annotations
@@ -32,9 +41,15 @@ from app.errors import Busy
 WIRE_MARGIN_S = 0.010
 
 
+# A call re-checks the previous call's report at most this many times; each
+# check can only move its start later, and a report comes once per call.
+MAX_SEND_CHECKS = 3
+
+
 class Permit:
     """A held slot. `wait_for_start()` sleeps until this call may start (once;
-    later calls return at once) and records when it did."""
+    later calls return at once) and records when it did; `sent()` reports
+    that the request is on the wire."""
 
     def __init__(self, gate) -> None:
         self._gate = gate
@@ -46,8 +61,18 @@ class Permit:
         delay = self._gate.reserve_start()
         if delay > 0:
             self._gate._sleep(delay)
+            # Not going at once means another call went (or was due to go)
+            # less than the interval ago: make sure it did not go late.
+            for _ in range(MAX_SEND_CHECKS):
+                late = self._gate.wait_after_last_send()
+                if late <= 0:
+                    break
+                self._gate._sleep(late)
         self.started = self._gate._clock()
         self._gate.recent_starts.append(self.started)
+
+    def sent(self) -> None:
+        self._gate.mark_sent()
 
 
 class LocalGate:
@@ -74,6 +99,7 @@ class LocalGate:
         self._active = 0
         self._queue: deque[object] = deque()
         self._next_start = 0.0
+        self._last_sent = -math.inf
         self._avg_call_s = 5.0  # a guess until calls are measured
         # When recent calls were let through (monotonic), for tests and benches.
         self.recent_starts: deque[float] = deque(maxlen=1000)
@@ -128,6 +154,20 @@ class LocalGate:
             start_at = max(now, self._next_start)
             self._next_start = start_at + self._spacing_s
             return start_at - now
+
+    def mark_sent(self) -> None:
+        """A request is on the wire now: no start before now + interval."""
+        if not self._spacing_s:
+            return
+        with self._cond:
+            self._last_sent = max(self._last_sent, self._clock())
+            self._next_start = max(self._next_start, self._last_sent + self._spacing_s)
+
+    def wait_after_last_send(self) -> float:
+        """Seconds still to wait so this start is the interval after the
+        last request actually sent (0 or less: go)."""
+        with self._cond:
+            return self._last_sent + self._spacing_s - self._clock()
 
     def _acquire(self, deadline: float | None) -> None:
         with self._cond:

@@ -139,11 +139,14 @@ class GeminiProvider:
         # in client_args; httpx2 then routes everything ("all://") through it
         # and ignores the environment, NO_PROXY included.
         client_args: dict = {"proxy": proxy} if proxy else {}
-        # The gate paces upstream starts; the pacing wait runs here, as the
-        # request goes on the wire, so the SDK's own time to build a request
-        # can't shorten the gap the upstream sees.
+        # The gate paces upstream starts. Its wait runs as the request's
+        # first byte is about to be written (after the connection is taken
+        # from the pool or opened), and the gate hears when the body is
+        # written, through httpcore's `trace` extension, which the request
+        # hook sets: so neither the SDK's time to build a request nor a new
+        # connection's handshake can shorten the gap the upstream sees.
         self._pending_send = threading.local()
-        client_args["event_hooks"] = {"request": [self._on_send]}
+        client_args["event_hooks"] = {"request": [self._on_request]}
         self._client = genai.Client(
             api_key=self._api_key,
             http_options=types.HttpOptions(
@@ -164,17 +167,35 @@ class GeminiProvider:
     def close(self) -> None:
         self._client.close()
 
-    def _on_send(self, _request) -> None:
-        before_send = getattr(self._pending_send, "callback", None)
-        if before_send is not None:
-            before_send()
+    def _on_request(self, request) -> None:
+        pacing = getattr(self._pending_send, "pacing", None)
+        if pacing is None:
+            return
+        before_send, after_send = pacing
+        outer = request.extensions.get("trace")
+
+        def trace(event: str, info: dict) -> None:
+            # "http11.send_request_headers.started", or http2's; through an
+            # HTTPS proxy the CONNECT request comes first (wait_for_start
+            # runs once; a later report of a send only moves it later).
+            if event.endswith(".send_request_headers.started") and before_send:
+                before_send()
+            elif event.endswith(".send_request_body.complete") and after_send:
+                after_send()
+            if outer is not None:
+                outer(event, info)
+
+        request.extensions["trace"] = trace
 
     # ------------------------------------------------------------ the call
 
     def generate(
-        self, request: GenerationRequest, before_send: Callable[[], None] | None = None
+        self,
+        request: GenerationRequest,
+        before_send: Callable[[], None] | None = None,
+        after_send: Callable[[], None] | None = None,
     ) -> ProviderResult:
-        self._pending_send.callback = before_send
+        self._pending_send.pacing = (before_send, after_send) if before_send or after_send else None
         try:
             response = self._client.models.generate_content(
                 model=request.model,
@@ -211,7 +232,7 @@ class GeminiProvider:
         except _UNREADABLE_RESPONSE_ERRORS as exc:
             raise _bad_response(type(exc).__name__) from None
         finally:
-            self._pending_send.callback = None
+            self._pending_send.pacing = None
         # Chained exceptions are dropped (`from None`) on purpose: the SDK's
         # str() embeds the raw upstream body, which must not reach a log line
         # unscrubbed. Everything useful is copied, scrubbed, into `extra`.

@@ -56,10 +56,17 @@ class OfflineProvider:
     name = "offline"
 
     def generate(
-        self, request: GenerationRequest, before_send: Callable[[], None] | None = None
+        self,
+        request: GenerationRequest,
+        before_send: Callable[[], None] | None = None,
+        after_send: Callable[[], None] | None = None,
     ) -> ProviderResult:
+        # The gate paces the offline engine too, so limits behave the same
+        # with and without a key; its "request" is on the wire at once.
         if before_send is not None:
             before_send()
+        if after_send is not None:
+            after_send()
         if request.kind == "generate":
             picture, text = _generate(request)
         elif request.kind == "edit":

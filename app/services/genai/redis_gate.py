@@ -12,11 +12,14 @@ What Redis gives us and we use:
 - a sorted set for the queue scored by arrival order (INCR counter) and one
   of waiter heartbeats, so a dead waiter is dropped within a second or two
   instead of blocking the head of the queue.
+- two keys for pacing: the next reserved start, and when a request was last
+  actually written (see gate.py for why both).
 Waiters poll (every ~20 ms); a held slot is renewed by one daemon thread.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -26,9 +29,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from redis import Redis
+from redis.exceptions import RedisError
 
 from app.errors import Busy
 from app.services.genai.gate import WIRE_MARGIN_S, Permit
+
+log = logging.getLogger("nano_banana.genai")
 
 POLL_S = 0.02
 HEARTBEAT_MS = 2000
@@ -73,15 +79,33 @@ redis.call('ZADD', KEYS[3], now, token)
 return {0, 0}
 """
 
-# KEYS: next_start; ARGV: interval_ms. Reserves the earliest start at least
-# `interval` after the previous one, across processes; returns ms to wait.
+# KEYS: next_start, last_sent; ARGV: interval_ms. Reserves the earliest start
+# at least `interval` after the previous reservation and after the last
+# request actually sent, across processes; returns ms to wait.
 START = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local interval = tonumber(ARGV[1])
-local start = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
+local sent = tonumber(redis.call('GET', KEYS[2]) or '0') + interval
+local start = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'), sent)
 redis.call('SET', KEYS[1], start + interval, 'PX', interval + 60000)
 return start - now
+"""
+
+# KEYS: last_sent; ARGV: interval_ms. A request is on the wire now.
+SENT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+redis.call('SET', KEYS[1], math.max(now, last), 'PX', tonumber(ARGV[1]) + 60000)
+return 1
+"""
+
+# KEYS: last_sent; ARGV: interval_ms. Ms still to wait after the last send.
+AFTER_SENT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return tonumber(redis.call('GET', KEYS[1]) or '0') + tonumber(ARGV[1]) - now
 """
 
 # KEYS: slots; ARGV: lease_ms, tokens...  Extends the leases still held.
@@ -122,9 +146,13 @@ class RedisGate:
         self.max_queue = max(0, max_queue)
         self.queue_timeout_s = max(0.0, queue_timeout_s)
         self.lease_ms = max(1000, round(lease_s * 1000))
-        self.keys = [f"{prefix}:{name}" for name in ("slots", "queue", "alive", "next", "seq")]
+        self.keys = [
+            f"{prefix}:{name}" for name in ("slots", "queue", "alive", "next", "seq", "sent")
+        ]
         self._acquire = client.register_script(ACQUIRE)
         self._start = client.register_script(START)
+        self._sent = client.register_script(SENT)
+        self._after_sent = client.register_script(AFTER_SENT)
         self._renew = client.register_script(RENEW)
         self._counts = client.register_script(ACTIVE)
         self._held: set[str] = set()
@@ -177,7 +205,20 @@ class RedisGate:
     def reserve_start(self) -> float:
         """Reserve this call's start on the shared schedule (Redis clock);
         return how long to wait for it (seconds)."""
-        return int(self._start(keys=[self.keys[3]], args=[self._spacing_ms])) / 1000
+        return int(self._start(keys=[self.keys[3], self.keys[5]], args=[self._spacing_ms])) / 1000
+
+    def mark_sent(self) -> None:
+        if not self._spacing_ms:
+            return
+        try:
+            self._sent(keys=[self.keys[5]], args=[self._spacing_ms])
+        except RedisError:
+            # The request is already out: losing this report costs at most
+            # one start's accuracy, raising would throw away a paid-for call.
+            log.warning("gate: could not record a send in Redis", exc_info=True)
+
+    def wait_after_last_send(self) -> float:
+        return int(self._after_sent(keys=[self.keys[5]], args=[self._spacing_ms])) / 1000
 
     def _wait_for_slot(self, token: str, deadline: float | None) -> None:
         give_up = time.monotonic() + self.queue_timeout_s

@@ -48,7 +48,9 @@ class ProviderNotConfigured(AppError):
 class _UnconfiguredProvider:
     name = "gemini"
 
-    def generate(self, request: GenerationRequest, before_send=None) -> ProviderResult:
+    def generate(
+        self, request: GenerationRequest, before_send=None, after_send=None
+    ) -> ProviderResult:
         raise ProviderNotConfigured()
 
     def close(self) -> None:
@@ -174,7 +176,9 @@ class GenAIService:
             # The slot is held for the call only, never across a backoff;
             # the pacing wait runs as the call goes out.
             with attempt, self.gate.slot(deadline) as permit:
-                return self.provider.generate(request, before_send=permit.wait_for_start)
+                return self.provider.generate(
+                    request, before_send=permit.wait_for_start, after_send=permit.sent
+                )
         raise AssertionError("unreachable: tenacity reraises the last error")
 
     def _wait(self, state: RetryCallState) -> float:

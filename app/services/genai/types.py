@@ -56,12 +56,17 @@ class Provider(Protocol):
     name: str
 
     def generate(
-        self, request: GenerationRequest, before_send: Callable[[], None] | None = None
+        self,
+        request: GenerationRequest,
+        before_send: Callable[[], None] | None = None,
+        after_send: Callable[[], None] | None = None,
     ) -> ProviderResult:
         """Make one upstream call. Raises app.errors.AppError subclasses.
 
-        `before_send`, when given, is called once, just before the call goes
-        out (the gate's pacing wait runs in it).
+        `before_send`, when given, is called just before the request's first
+        byte is written (the gate's pacing wait runs in it); `after_send` once
+        the request is fully written (the gate paces the next start from it).
+        Neither is called for a call that never reaches the wire.
         """
         ...
 
