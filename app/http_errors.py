@@ -176,22 +176,85 @@ def register_error_handlers(app: Flask) -> None:
 
 def validation_error_response(error):
     """flask-openapi3's callback for pydantic failures: 422 in our shape,
-    with the field errors (location, message, type) for clients to show."""
+    with the field errors (location, message, type) for clients to show and
+    a message a person can act on, in their language, for the first one."""
+    details = error.errors(include_url=False, include_input=False)
     errors = [
         {
             "loc": [str(part) for part in item.get("loc", ())],
             "msg": item.get("msg", ""),
             "type": item.get("type", ""),
         }
-        for item in error.errors(include_url=False, include_context=False, include_input=False)
+        for item in details
     ]
     lang = preferred_language()
-    first = errors[0] if errors else None
-    where = ".".join(first["loc"]) if first and first["loc"] else ""
-    if lang == "zh":
-        message = f"请求数据无效：{where} {first['msg']}" if first else "请求数据无效。"
+    if not details:
+        message = "请求数据无效。" if lang == "zh" else "Invalid request data."
     else:
-        message = (
-            f"Invalid request data: {where} {first['msg']}" if first else "Invalid request data."
-        )
-    return error_response("validation_error", message.strip(), 422, extra={"errors": errors})
+        message = _explain(details[0], lang)
+        if len(details) > 1:
+            more = len(details) - 1
+            message += f"（另有 {more} 处问题）" if lang == "zh" else f" (and {more} more)"
+    return error_response("validation_error", message, 422, extra={"errors": errors})
+
+
+# pydantic error type → (English, Chinese) templates; {field} and the
+# error's context ({min_length}, {ge}, {expected}…) fill them in.
+_EXPLAINED = {
+    "missing": ("{field} is required.", "缺少 {field}。"),
+    "string_too_short": (
+        "{field} must be at least {min_length} characters.",
+        "{field} 至少需要 {min_length} 个字符。",
+    ),
+    "too_short": (
+        "{field} needs at least {min_length} item(s).",
+        "{field} 至少需要 {min_length} 项。",
+    ),
+    "string_too_long": (
+        "{field} is too long (at most {max_length} characters).",
+        "{field} 太长（最多 {max_length} 个字符）。",
+    ),
+    "too_long": (
+        "{field} has too many items (at most {max_length}).",
+        "{field} 最多 {max_length} 项。",
+    ),
+    "greater_than_equal": ("{field} must be at least {ge}.", "{field} 不能小于 {ge}。"),
+    "greater_than": ("{field} must be greater than {gt}.", "{field} 必须大于 {gt}。"),
+    "less_than_equal": ("{field} must be at most {le}.", "{field} 不能大于 {le}。"),
+    "less_than": ("{field} must be less than {lt}.", "{field} 必须小于 {lt}。"),
+    "int_parsing": ("{field} must be a whole number.", "{field} 必须是整数。"),
+    "int_type": ("{field} must be a whole number.", "{field} 必须是整数。"),
+    "int_from_float": ("{field} must be a whole number.", "{field} 必须是整数。"),
+    "float_parsing": ("{field} must be a number.", "{field} 必须是数字。"),
+    "float_type": ("{field} must be a number.", "{field} 必须是数字。"),
+    "bool_parsing": ("{field} must be true or false.", "{field} 必须是 true 或 false。"),
+    "bool_type": ("{field} must be true or false.", "{field} 必须是 true 或 false。"),
+    "string_type": ("{field} must be a string.", "{field} 必须是字符串。"),
+    "list_type": ("{field} must be a list.", "{field} 必须是列表。"),
+    "literal_error": ("{field} must be one of: {expected}.", "{field} 只能是：{expected}。"),
+    "enum": ("{field} must be one of: {expected}.", "{field} 只能是：{expected}。"),
+    "extra_forbidden": ("{field} is not a known field.", "未知字段 {field}。"),
+    "string_pattern_mismatch": ("{field} has the wrong format.", "{field} 格式不正确。"),
+}
+_NOT_AN_OBJECT = ("The request body must be a JSON object.", "请求体必须是 JSON 对象。")
+
+
+def _explain(item: dict, lang: str) -> str:
+    loc = [str(part) for part in item.get("loc", ())]
+    kind = item.get("type", "")
+    zh = lang == "zh"
+    if not loc and kind in ("model_type", "model_attributes_type", "dict_type", "json_invalid"):
+        return _NOT_AN_OBJECT[1 if zh else 0]
+    field = ".".join(loc) or ("请求体" if zh else "the request body")
+    context = dict(item.get("ctx") or {})
+    if kind in ("string_too_short", "too_short") and context.get("min_length") == 1:
+        return f"{field} 不能为空。" if zh else f"{field} must not be empty."
+    templates = _EXPLAINED.get(kind)
+    if templates:
+        try:
+            return templates[1 if zh else 0].format(field=field, **context)
+        except (KeyError, IndexError, ValueError):
+            pass  # a context without the expected keys: fall back below
+    prefix = "请求数据无效" if zh else "Invalid request data"
+    separator = "：" if zh else ": "
+    return f"{prefix}{separator}{field}: {item.get('msg', '')}".strip()

@@ -37,6 +37,40 @@ def test_422_on_non_json_body(client):
     assert_error_shape(response, 422, "validation_error")
 
 
+@pytest.mark.parametrize(
+    ("payload", "english", "chinese"),
+    [
+        ({"prompt": ""}, "prompt must not be empty.", "prompt 不能为空。"),
+        ({}, "prompt is required.", "缺少 prompt。"),
+        ({"prompt": "x", "temperature": "hot"}, "temperature must be a number.", "必须是数字"),
+        ({"prompt": "x", "temperature": 3}, "temperature must be at most 2", "不能大于 2"),
+        ({"prompt": "x", "top_k": 0}, "top_k must be at least 1.", "不能小于 1"),
+        ({"prompt": "x", "seed": 1.5}, "seed must be a whole number.", "必须是整数"),
+        ([1, 2], "The request body must be a JSON object.", "请求体必须是 JSON 对象。"),
+    ],
+)
+def test_validation_errors_say_what_to_fix_in_both_languages(client, payload, english, chinese):
+    response = client.post("/v1/generate", json=payload)
+    body = assert_error_shape(response, 422, "validation_error")
+    assert english in body["message"]
+    assert "GenerateBody" not in body["message"]  # no internal names
+    zh = client.post("/v1/generate", json=payload, headers={"Accept-Language": "zh-CN"})
+    assert chinese in zh.get_json()["message"]
+
+
+def test_validation_error_counts_the_other_problems(client):
+    response = client.post("/v1/generate", json={"prompt": "", "temperature": "hot", "top_k": 0})
+    body = assert_error_shape(response, 422, "validation_error")
+    assert body["message"].endswith("(and 2 more)")
+    assert len(body["errors"]) == 3
+
+
+def test_invalid_json_says_so(client):
+    response = client.post("/v1/generate", data="{not json", content_type="application/json")
+    body = assert_error_shape(response, 422, "validation_error")
+    assert body["message"] == "The request body must be a JSON object."
+
+
 def test_413_when_body_too_large(app_factory):
     app = app_factory(MAX_CONTENT_LENGTH=1024)
     response = app.test_client().post(

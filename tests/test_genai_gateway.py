@@ -4,6 +4,7 @@ fake Gemini server. Parameters, the gate, retries and the error mapping."""
 from __future__ import annotations
 
 import itertools
+import statistics
 import threading
 import time
 
@@ -263,7 +264,10 @@ def test_gate_bounds_concurrency_spacing_and_queue(gemini_app, fake_gemini):
     refused = [r for r in results if r[0] == 503]
     assert len(ok) == 6 and len(refused) == 4
     assert all(r[2] and int(r[2]) >= 1 for r in refused)
-    # Answered at once, not after waiting for a slot (the first frees at 1 s).
+    # Answered at once (the issue's "under 100 ms"; one refusal may be slowed
+    # by a busy machine's scheduler), never after waiting for a slot (the
+    # first frees at 1 s).
+    assert statistics.median(r[1] for r in refused) < 0.1
     assert max(r[1] for r in refused) < 0.8
     assert fake_gemini.max_in_flight == 2
     gate = app.extensions["genai"].gate

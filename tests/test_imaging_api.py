@@ -373,3 +373,14 @@ def test_inputs_past_the_upstream_request_cap_are_413(client, monkeypatch):
     )
     assert response.status_code == 413
     assert response.get_json()["error"] == "request_too_large"
+
+
+@pytest.mark.parametrize("route", ["/v1/edit", "/v1/compose"])
+def test_edit_and_compose_with_a_json_body_say_to_send_a_form(client, route):
+    response = client.post(route, json={"prompt": "make it blue", "source_image_ids": [1]})
+    assert response.status_code == 415
+    body = response.get_json()
+    assert body["error"] == "unsupported_media_type"
+    assert "multipart/form-data" in body["message"]
+    zh = client.post(route, json={"prompt": "x"}, headers={"Accept-Language": "zh"})
+    assert "multipart/form-data" in zh.get_json()["message"] and "提交" in zh.get_json()["message"]

@@ -8,7 +8,7 @@ from flask import current_app, request
 from flask_login import current_user
 from flask_openapi3 import APIBlueprint, Tag
 
-from app.errors import Busy, Unauthorized
+from app.errors import Busy, InvalidInput, Unauthorized
 from app.extensions import limiter
 from app.net import client_address
 from app.schemas import ErrorOut, MessageOut, error_responses
@@ -48,6 +48,26 @@ def shed_load_early():
         gate = imaging.genai().gate
         if gate.is_full():
             raise Busy(retry_after=gate.retry_after())
+
+
+FORM_ENDPOINTS = frozenset({"imaging.edit", "imaging.compose"})
+FORM_TYPES = frozenset({"multipart/form-data", "application/x-www-form-urlencoded"})
+
+
+@bp.before_request
+def require_a_form():
+    """edit and compose read a form (uploads travel as files). A JSON body
+    would fail validation as "prompt is required", which sends the caller
+    looking in the wrong place: say what to send instead."""
+    if request.endpoint in FORM_ENDPOINTS and request.mimetype not in FORM_TYPES:
+        raise InvalidInput(
+            f"Send {request.path} as multipart/form-data: a prompt field, the images as "
+            "files, and/or source_image_ids of images already stored.",
+            f"{request.path} 需要以 multipart/form-data 提交：prompt 字段、files 图片文件，"
+            "和/或已保存图片的 source_image_ids。",
+            code="unsupported_media_type",
+            status=415,
+        )
 
 
 def init_app(app) -> None:

@@ -103,8 +103,15 @@ class Catalog:
                 f"{model.id} 不支持宽高比 {aspect_ratio}。可用：{valid}。",
                 code="invalid_aspect_ratio",
             )
+        if image_size and not model.image_sizes:
+            # Nano Banana (2.5) has one output size: say so, not "Valid: ".
+            raise InvalidInput(
+                f"{model.id} has a single image size; leave image_size out.",
+                f"{model.id} 只有一种图片尺寸，请不要设置 image_size。",
+                code="invalid_image_size",
+            )
         if image_size and image_size not in model.image_sizes:
-            valid = ", ".join(model.image_sizes) or "-"
+            valid = ", ".join(model.image_sizes)
             raise InvalidInput(
                 f"{model.id} does not support image size {image_size}. Valid: {valid}.",
                 f"{model.id} 不支持图片尺寸 {image_size}。可用：{valid}。",
