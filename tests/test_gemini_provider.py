@@ -615,6 +615,31 @@ def test_proxy_environment_variables_are_honoured(
     assert error.code == "upstream_unreachable"
 
 
+def test_a_proxy_from_the_environment_is_left_to_httpx_so_no_proxy_holds(
+    gemini_app,
+    fake_gemini,  # noqa: F811
+    monkeypatch,
+):
+    # HTTPS_PROXY in the environment: not handed to the SDK, so httpx applies
+    # it with NO_PROXY (and, for this http:// base URL, not at all).
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    app = gemini_app(HTTPS_PROXY="http://proxy.invalid:3128")
+    assert app.test_client().post("/v1/generate", json={"prompt": "x"}).status_code == 200
+    assert not fake_gemini.requests[0].proxied
+
+
+def test_a_proxy_set_only_in_the_config_is_handed_to_the_sdk(
+    gemini_app,
+    fake_gemini,  # noqa: F811
+):
+    # instance/config.py or a config mapping: httpx can't see it, so it is
+    # passed on (and routes every call, as the fake records).
+    app = gemini_app(GENAI_BASE_URL="http://gemini.invalid", HTTPS_PROXY=fake_gemini.url)
+    assert app.test_client().post("/v1/generate", json={"prompt": "x"}).status_code == 200
+    assert fake_gemini.requests[0].proxied
+
+
 # ---------------------------------------------------------------- the fake itself
 
 

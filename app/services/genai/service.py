@@ -9,6 +9,7 @@ the gate and each with its own retries, all within one overall deadline.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field, replace
 
@@ -227,8 +228,19 @@ def make_provider(config) -> Provider:
         base_url=config.get("GENAI_BASE_URL"),
         api_version=config.get("GENAI_API_VERSION") or "v1beta",
         timeout_s=float(config["GENAI_TIMEOUT_S"]),
-        proxy=config.get("HTTPS_PROXY"),
+        proxy=_explicit_proxy(config),
     )
+
+
+def _explicit_proxy(config) -> str | None:
+    """The proxy to hand the SDK, if any. One in the environment (or in .env,
+    which load_dotenv puts there) is left to httpx, which reads it together
+    with NO_PROXY; handed over explicitly it would route every call through
+    the proxy, NO_PROXY or not. Only a proxy set elsewhere (instance config,
+    a config mapping) is passed on."""
+    proxy = config.get("HTTPS_PROXY")
+    from_environment = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
+    return None if not proxy or proxy == from_environment else proxy
 
 
 def make_gate(config):
