@@ -59,6 +59,14 @@ def preferred_language() -> str:
     return "zh" if best and best.startswith("zh") else "en"
 
 
+def named_language() -> str | None:
+    """Like preferred_language, but None when the request names no language
+    at all (no `lang` cookie, no Accept-Language): a bare script."""
+    if request.cookies.get("lang") in ("zh", "en") or request.headers.get("Accept-Language"):
+        return preferred_language()
+    return None
+
+
 def error_response(
     code: str,
     message: str,

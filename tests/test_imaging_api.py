@@ -384,3 +384,28 @@ def test_edit_and_compose_with_a_json_body_say_to_send_a_form(client, route):
     assert "multipart/form-data" in body["message"]
     zh = client.post(route, json={"prompt": "x"}, headers={"Accept-Language": "zh"})
     assert "multipart/form-data" in zh.get_json()["message"] and "提交" in zh.get_json()["message"]
+
+
+def test_offline_text_follows_the_language_the_caller_names(client):
+    def text(headers):
+        body = client.post("/v1/generate", json={"prompt": "a banana"}, headers=headers)
+        return body.get_json()["texts"][0]
+
+    chinese = text({"Accept-Language": "zh-CN,zh;q=0.9"})
+    english = text({"Accept-Language": "en-GB"})
+    both = text({})  # a bare script named no language: it gets both halves
+
+    assert "离线引擎" in chinese and "Offline engine" not in chinese
+    assert "Offline engine" in english and "离线引擎" not in english
+    assert both == f"{english} / {chinese}"
+
+
+def test_not_saved_warning_is_translated(client):
+    body = client.post(
+        "/v1/generate",
+        json={"prompt": "a banana", "conv_id": 1},
+        headers={"Accept-Language": "zh"},
+    ).get_json()
+    assert body["warnings"] == [
+        {"code": "not_saved", "message": "未保存到对话：登录后才会保留历史记录。"}
+    ]

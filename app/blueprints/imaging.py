@@ -10,6 +10,7 @@ from flask_openapi3 import APIBlueprint, Tag
 
 from app.errors import Busy, InvalidInput, Unauthorized
 from app.extensions import limiter
+from app.http_errors import named_language
 from app.net import client_address
 from app.schemas import ErrorOut, MessageOut, error_responses
 from app.schemas_imaging import GenerateBody, ImageForm, ImagingOut, ModelsOut
@@ -147,6 +148,7 @@ def _run_multipart(kind, form: ImageForm):
         uploads=uploads,
         source_image_ids=form.source_image_ids,
         conv_id=form.conv_id,
+        language=named_language(),
     )
     return _respond(result)
 
@@ -172,6 +174,7 @@ def generate(body: GenerateBody):
         params=_params(body),
         user=_caller(),
         conv_id=body.conv_id,
+        language=named_language(),
     )
     return _respond(result)
 

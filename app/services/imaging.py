@@ -69,6 +69,7 @@ def run(
     uploads: list[bytes] = (),
     source_image_ids: list[int] = (),
     conv_id: int | None = None,
+    language: str | None = None,
 ) -> ImagingResult:
     prompt = (prompt or "").strip()
     if not prompt:
@@ -85,7 +86,9 @@ def run(
             warnings.append(
                 {
                     "code": "not_saved",
-                    "message": "Not saved to the conversation: log in to keep history.",
+                    "message": "未保存到对话：登录后才会保留历史记录。"
+                    if language == "zh"
+                    else "Not saved to the conversation: log in to keep history.",
                 }
             )
 
@@ -115,6 +118,7 @@ def run(
         max_output_tokens=params.max_output_tokens,
         aspect_ratio=params.aspect_ratio,
         image_size=params.image_size,
+        language=language,
     )
     # No database connection is held across the upstream call, which can
     # take a minute: end the request's transaction first.

@@ -197,6 +197,16 @@ _NIGHT_WORDS = re.compile(r"(?<![A-Za-z])(?:night|stars?|starry)(?![A-Za-z])|夜
 _BANANA_WORDS = re.compile(r"banana|香蕉", re.IGNORECASE)
 
 
+def _say(request: GenerationRequest, en: str, zh: str) -> str:
+    """The engine's reply in the caller's language; both when it named none
+    (a script that never sent Accept-Language still reads either half)."""
+    if request.language == "zh":
+        return zh
+    if request.language == "en":
+        return en
+    return f"{en} / {zh}"
+
+
 def _generate(request: GenerationRequest) -> tuple[Image.Image, str]:
     ratio = request.aspect_ratio or "1:1"
     if ratio not in ASPECT_RATIOS:
@@ -237,7 +247,7 @@ def _generate(request: GenerationRequest) -> tuple[Image.Image, str]:
             f"{OFFLINE_MAX_SIDE} px on the long side."
         )
         zh += f"请求的尺寸为 {size_name}，离线引擎的长边最多绘制 {OFFLINE_MAX_SIDE} 像素。"
-    return picture, f"{en} / {zh}"
+    return picture, _say(request, en, zh)
 
 
 def _request_digest(request: GenerationRequest) -> bytes:
@@ -866,7 +876,7 @@ def _edit(request: GenerationRequest) -> tuple[Image.Image, str]:
             f"returned unchanged. It understands: {_UNDERSTOOD_EN}."
         )
         zh = f"离线引擎未在提示词中识别到可执行的编辑，图片原样返回。支持：{_UNDERSTOOD_ZH}。"
-        return image, f"{en} / {zh}"
+        return image, _say(request, en, zh)
 
     labels_en, labels_zh = [], []
     for operation in operations:
@@ -880,7 +890,7 @@ def _edit(request: GenerationRequest) -> tuple[Image.Image, str]:
     if len(request.images) > 1:
         en += f" (to the first of {len(request.images)} images)"
         zh += f"（仅编辑了 {len(request.images)} 张图片中的第一张）"
-    return image, f"{en} / {zh}"
+    return image, _say(request, en, zh)
 
 
 # --- compose ---------------------------------------------------------------
@@ -939,7 +949,7 @@ def _compose(request: GenerationRequest) -> tuple[Image.Image, str]:
         ):
             en += "; no layout named, so tiled by default"
             zh += "；未指定方式，默认拼接"
-    return images.fit_within(picture, MAX_OUTPUT_SIDE), f"{en} / {zh}"
+    return images.fit_within(picture, MAX_OUTPUT_SIDE), _say(request, en, zh)
 
 
 def _common_mode(inputs: list[Image.Image]) -> str:

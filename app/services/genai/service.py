@@ -142,13 +142,16 @@ class GenAIService:
         first_error: AppError | None = None
         for index in range(count):
             if time.monotonic() >= deadline:
-                outcome.warnings.append(_warning(index, "deadline", "time ran out"))
+                ran_out = ("Time ran out before this image.", "时间已用尽，未生成这张图片。")
+                message = ran_out[1] if request.language == "zh" else ran_out[0]
+                outcome.warnings.append(_warning(index, "deadline", message))
                 break
             try:
                 result = self._call_with_retries(replace(request, candidate_index=index), deadline)
             except AppError as error:
                 first_error = first_error or error
-                outcome.warnings.append(_warning(index, error.code, error.message_en))
+                message = error.message(request.language or "en")
+                outcome.warnings.append(_warning(index, error.code, message))
                 rate_limited = error.status == 429
                 # Quota errors, a busy gate and a fault of ours won't go away
                 # for the next candidate; don't spend more calls on them.

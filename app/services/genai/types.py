@@ -34,6 +34,9 @@ class GenerationRequest:
     # Which candidate of a multi-image request this call is (0-based). The
     # offline engine mixes it into its seed so N candidates differ.
     candidate_index: int = 0
+    # The caller's language ("en" or "zh") when it named one: the offline
+    # engine answers in it; None gets both, for clients that never said.
+    language: str | None = None
 
 
 @dataclass
