@@ -187,6 +187,36 @@ def test_candidate_index_gives_different_bytes(provider):
     assert first.images[0].data != second.images[0].data
 
 
+@pytest.mark.parametrize(
+    ("kind", "prompt", "count"),
+    [("edit", "make it sepia", 1), ("compose", "blend them", 2)],
+)
+def test_edit_and_compose_candidates_differ_and_the_first_is_exact(provider, kind, prompt, count):
+    inputs = [colourful(seed=n) for n in range(count)]
+    candidates = [
+        run(provider, kind, prompt, *inputs, candidate_index=index, language="en")
+        for index in range(6)
+    ]
+    exact, exact_text = run(provider, kind, prompt, *inputs, language="en")
+
+    assert candidates[0][0].tobytes() == exact.tobytes()  # candidate 1: what was asked
+    assert "Variant" not in candidates[0][1] and candidates[0][1] == exact_text
+    assert len({image.tobytes() for image, _ in candidates}) == 6  # never N copies
+    for number, (_, text) in enumerate(candidates[1:], start=2):
+        assert text.startswith(exact_text) and f"Variant {number}:" in text
+    # Deterministic like everything else the engine makes.
+    again, _ = run(provider, kind, prompt, *inputs, candidate_index=3, language="en")
+    assert again.tobytes() == candidates[3][0].tobytes()
+
+
+def test_an_edit_it_does_not_understand_returns_every_candidate_unchanged(provider):
+    source = colourful()
+    for index in range(3):
+        image, text = run(provider, "edit", "make it more cinematic", source, candidate_index=index)
+        assert image.convert("RGB").tobytes() == source.tobytes()
+        assert "Variant" not in text
+
+
 def test_missing_seed_is_still_deterministic(provider):
     first = provider.generate(generate_request(seed=None))
     second = provider.generate(generate_request(seed=None))

@@ -68,11 +68,11 @@ class OfflineProvider:
         if after_send is not None:
             after_send()
         if request.kind == "generate":
-            picture, text = _generate(request)
+            picture, en, zh = _generate(request)
         elif request.kind == "edit":
-            picture, text = _edit(request)
+            picture, en, zh = _edit(request)
         elif request.kind == "compose":
-            picture, text = _compose(request)
+            picture, en, zh = _compose(request)
         else:
             raise InvalidInput(
                 f"Unknown request kind {request.kind!r}.", f"未知的请求类型 {request.kind!r}。"
@@ -81,7 +81,7 @@ class OfflineProvider:
         prompt_tokens = len(request.prompt) // 4 + 1
         return ProviderResult(
             images=[ProviderImage(data=png.data, mime=png.mime)],
-            texts=[text],
+            texts=[_say(request, en, zh)],
             finish_reason="STOP",
             usage={
                 "prompt_tokens": prompt_tokens,
@@ -207,7 +207,7 @@ def _say(request: GenerationRequest, en: str, zh: str) -> str:
     return f"{en} / {zh}"
 
 
-def _generate(request: GenerationRequest) -> tuple[Image.Image, str]:
+def _generate(request: GenerationRequest) -> tuple[Image.Image, str, str]:
     ratio = request.aspect_ratio or "1:1"
     if ratio not in ASPECT_RATIOS:
         raise InvalidInput(
@@ -247,7 +247,7 @@ def _generate(request: GenerationRequest) -> tuple[Image.Image, str]:
             f"{OFFLINE_MAX_SIDE} px on the long side."
         )
         zh += f"请求的尺寸为 {size_name}，离线引擎的长边最多绘制 {OFFLINE_MAX_SIDE} 像素。"
-    return picture, _say(request, en, zh)
+    return picture, en, zh
 
 
 def _request_digest(request: GenerationRequest) -> bytes:
@@ -865,7 +865,7 @@ def _clause_around(
     return start, end
 
 
-def _edit(request: GenerationRequest) -> tuple[Image.Image, str]:
+def _edit(request: GenerationRequest) -> tuple[Image.Image, str, str]:
     if not request.images:
         raise InvalidInput("Editing needs an image.", "编辑需要上传一张图片。")
     image = images.decode_image(request.images[0])
@@ -876,7 +876,7 @@ def _edit(request: GenerationRequest) -> tuple[Image.Image, str]:
             f"returned unchanged. It understands: {_UNDERSTOOD_EN}."
         )
         zh = f"离线引擎未在提示词中识别到可执行的编辑，图片原样返回。支持：{_UNDERSTOOD_ZH}。"
-        return image, _say(request, en, zh)
+        return image, en, zh
 
     labels_en, labels_zh = [], []
     for operation in operations:
@@ -890,7 +890,39 @@ def _edit(request: GenerationRequest) -> tuple[Image.Image, str]:
     if len(request.images) > 1:
         en += f" (to the first of {len(request.images)} images)"
         zh += f"（仅编辑了 {len(request.images)} 张图片中的第一张）"
-    return image, _say(request, en, zh)
+    return _variant(request.candidate_index, image, en, zh)
+
+
+# The first candidate of an edit or a compose is exactly what the prompt
+# asked; the others are that plus one named, gentle variation each, the way
+# a model's candidates differ, so asking for several is never N copies.
+_VARIANTS: tuple[tuple[str, str, Callable[[Image.Image], Image.Image]], ...] = (
+    ("a little warmer", "略暖", lambda rgb: _shift_balance(rgb, (1.06, 1.0, 0.92))),
+    ("a little cooler", "略冷", lambda rgb: _shift_balance(rgb, (0.92, 1.0, 1.08))),
+    ("a little brighter", "略亮", lambda rgb: ImageEnhance.Brightness(rgb).enhance(1.1)),
+    ("a little more contrast", "对比度略高", lambda rgb: ImageEnhance.Contrast(rgb).enhance(1.15)),
+    ("a little softer", "略柔和", lambda rgb: rgb.filter(ImageFilter.GaussianBlur(1))),
+)
+
+
+def _shift_balance(rgb: Image.Image, gains: tuple[float, float, float]) -> Image.Image:
+    channels = [
+        channel.point(lambda value, gain=gain: min(255, round(value * gain)))
+        for channel, gain in zip(rgb.split(), gains, strict=True)
+    ]
+    return Image.merge("RGB", channels)
+
+
+def _variant(index: int, picture: Image.Image, en: str, zh: str) -> tuple[Image.Image, str, str]:
+    if not index:
+        return picture, en, zh
+    how_en, how_zh, transform = _VARIANTS[(index - 1) % len(_VARIANTS)]
+    number = index + 1
+    return (
+        _colour_only(transform)(picture),
+        f"{en}. Variant {number}: {how_en}.",
+        f"{zh}。变体 {number}：{how_zh}。",
+    )
 
 
 # --- compose ---------------------------------------------------------------
@@ -916,7 +948,7 @@ _TILE_WORDS = re.compile(
 )
 
 
-def _compose(request: GenerationRequest) -> tuple[Image.Image, str]:
+def _compose(request: GenerationRequest) -> tuple[Image.Image, str, str]:
     if len(request.images) < 2:
         raise InvalidInput("Composing needs at least two images.", "合成至少需要两张图片。")
     inputs = [images.decode_image(data) for data in request.images]
@@ -949,7 +981,7 @@ def _compose(request: GenerationRequest) -> tuple[Image.Image, str]:
         ):
             en += "; no layout named, so tiled by default"
             zh += "；未指定方式，默认拼接"
-    return images.fit_within(picture, MAX_OUTPUT_SIDE), _say(request, en, zh)
+    return _variant(request.candidate_index, images.fit_within(picture, MAX_OUTPUT_SIDE), en, zh)
 
 
 def _common_mode(inputs: list[Image.Image]) -> str:
