@@ -9,7 +9,6 @@ import io
 import json
 import os
 import re
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -28,10 +27,15 @@ from app.extensions import db, limiter
 from app.serving import upgrade_database
 from config import TestingConfig, env_bool
 from tests.conftest import TEST_DATABASE_URL, png_bytes, require_service
+from tests.wsgi_server import (
+    COMMAND,
+    ROOT,
+    WsgiServer,
+    app_variables,
+    isolated_environment,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-# The Dockerfile's CMD; the tests run the same arguments with this venv's python.
-SERVER_COMMAND = ["python", "wsgi.py"]
+SERVER_COMMAND = COMMAND  # the Dockerfile's CMD (checked below) is what the tests run
 APP_PORT = 8000
 FAKE_API_KEY = "AIzaSyFAKE-deploy-test-key-0123456789abc"
 PASSWORD = "deploy-test-Passw0rd!"
@@ -40,18 +44,6 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 # ---- what the app reads ------------------------------------------------------
-
-
-def app_variables() -> set[str]:
-    """Every environment variable the app reads: config.py's env_* calls,
-    plus os.environ lookups anywhere in the code."""
-    source = (ROOT / "config.py").read_text(encoding="utf-8")
-    names = set(re.findall(r'env_(?:str|int|float|bool|list)\(\s*"(\w+)"', source))
-    for path in [ROOT / "wsgi.py", *sorted((ROOT / "app").rglob("*.py"))]:
-        code = path.read_text(encoding="utf-8")
-        names |= set(re.findall(r'os\.environ\.get\(\s*"(\w+)"', code))
-        names |= set(re.findall(r'os\.getenv\(\s*"(\w+)"', code))
-    return names
 
 
 def env_example_variables() -> list[str]:
@@ -85,95 +77,22 @@ def test_readme_variable_table_matches_env_example(readme):
 # ---- the server process --------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class ServerProcess:
-    """`python wsgi.py` in a subprocess, configured only by its environment,
-    as in the container."""
-
-    def __init__(self, data_dir: Path, log_dir: Path, output: Path, **env: str) -> None:
-        self.data_dir = data_dir
-        self.log_dir = log_dir
-        self.output = output
-        self.extra_env = env
-        self.proc: subprocess.Popen | None = None
-        self.port = 0
-
-    def environment(self) -> dict[str, str]:
-        env = dict(os.environ)
-        # Neither a developer's .env nor CI's settings may leak in: a variable
-        # that is set, even empty, wins over .env and reads as "unset".
-        for name in app_variables():
-            env[name] = ""
-        env.update(
-            APP_ENV="production",
-            DATA_DIR=str(self.data_dir),
-            LOG_DIR=str(self.log_dir),
-            GENAI_PROVIDER="offline",
-            GOOGLE_API_KEY=FAKE_API_KEY,
-            HOST="127.0.0.1",
-            PORT=str(self.port),
-        )
-        env.update(self.extra_env)
-        return env
-
-    def start(self, timeout: float = 30) -> ServerProcess:
-        self.port = free_port()
-        with self.output.open("ab") as sink:
-            self.proc = subprocess.Popen(
-                [sys.executable, *SERVER_COMMAND[1:]],
-                cwd=ROOT,
-                env=self.environment(),
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"server exited with {self.proc.returncode}:\n{self.console()}")
-            try:
-                if local_session().get(self.url("/health"), timeout=1).status_code == 200:
-                    return self
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.1)
-        pytest.fail(f"server did not answer /health in {timeout}s:\n{self.console()}")
-
-    def stop(self, timeout: float = 10) -> int:
-        assert self.proc is not None
-        self.proc.terminate()  # SIGTERM, as `docker stop` sends
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            pytest.fail(f"server ignored SIGTERM for {timeout}s:\n{self.console()}")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def console(self) -> str:
-        return self.output.read_text(encoding="utf-8", errors="replace")
-
-
 @pytest.fixture
 def launch(tmp_path):
-    started: list[ServerProcess] = []
+    """launch(data_dir=None, **env) → a started `python wsgi.py`, configured
+    only by its environment, as in the container."""
+    started: list[WsgiServer] = []
 
-    def start(data_dir: Path | None = None, **env: str) -> ServerProcess:
+    def start(data_dir: Path | None = None, **env: str) -> WsgiServer:
         data_dir = data_dir or tmp_path / "data"
-        server = ServerProcess(
-            data_dir, data_dir / "logs", tmp_path / f"console-{len(started)}.txt", **env
+        settings = dict(
+            DATA_DIR=str(data_dir),
+            LOG_DIR=str(data_dir / "logs"),
+            GENAI_PROVIDER="offline",
+            GOOGLE_API_KEY=FAKE_API_KEY,
         )
+        environment = isolated_environment(**{**settings, **env})
+        server = WsgiServer(environment, tmp_path / f"console-{len(started)}.txt")
         started.append(server)
         return server.start()
 
@@ -189,7 +108,7 @@ def local_session() -> requests.Session:
     return session
 
 
-def signup(http: requests.Session, server: ServerProcess, username: str) -> str:
+def signup(http: requests.Session, server: WsgiServer, username: str) -> str:
     response = http.post(
         server.url("/auth/signup"), json={"username": username, "password": PASSWORD}, timeout=10
     )
@@ -269,11 +188,11 @@ def test_wsgi_py_serves_the_app_and_stops_cleanly(launch):
     assert time.monotonic() - started < 8
     assert run_healthcheck(server.port).returncode != 0  # nothing listens: unhealthy
 
-    log = (server.log_dir / "app.log").read_text(encoding="utf-8")
+    log = server.app_log()
     assert re.search(r"GET /health 200 ", log)
     assert re.search(r"POST /auth/login 200 ", log)
     assert re.search(r"POST /v1/generate 200 ", log)
-    secret_key = (server.data_dir / "secret_key").read_text().strip()
+    secret_key = (Path(server.env["DATA_DIR"]) / "secret_key").read_text().strip()
     everything_written = log + server.console()
     for secret in (secret_key, FAKE_API_KEY, PASSWORD, session_cookie, csrf):
         assert secret and secret not in everything_written
@@ -685,7 +604,7 @@ def test_ngrok_compose_locks_generation_down_by_default(monkeypatch):
 # ---- the client address through waitress --------------------------------------
 
 
-def _failed_logins(server: ServerProcess, forwarded_for: list[str]) -> list[int]:
+def _failed_logins(server: WsgiServer, forwarded_for: list[str]) -> list[int]:
     http = local_session()
     return [
         http.post(

@@ -20,28 +20,21 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import os
-import re
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
 
 from tests.conftest import require_service
 from tests.fake_gemini import FakeGemini
+from tests.wsgi_server import WsgiServer, isolated_environment
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
-ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 REDIS_DB = 9  # this test's own database number, flushed before and after
 REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
@@ -117,66 +110,12 @@ def fake():
 # ---- the two app processes -----------------------------------------------------
 
 
-def app_variables() -> set[str]:
-    source = (ROOT / "config.py").read_text(encoding="utf-8")
-    return set(re.findall(r'env_(?:str|int|float|bool|list)\(\s*"(\w+)"', source))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class AppProcess:
-    def __init__(self, name: str, env: dict[str, str], console: Path) -> None:
-        self.name = name
-        self.port = free_port()
-        self.console_path = console
-        with console.open("wb") as sink:
-            self.proc = subprocess.Popen(
-                [sys.executable, "wsgi.py"],
-                cwd=ROOT,
-                env={**env, "PORT": str(self.port)},
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-            )
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"{self.name} exited with {self.proc.returncode}:\n{self.console()}")
-            try:
-                if requests.get(self.url("/health"), timeout=1).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.05)
-        pytest.fail(f"{self.name} did not answer /health in {timeout}s:\n{self.console()}")
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-    def console(self) -> str:
-        return self.console_path.read_text(encoding="utf-8", errors="replace")
-
-
 @pytest.fixture(scope="module")
 def cluster(database, redis_db, fake, tmp_path_factory):
     """Processes A and B, started at the same moment: both migrate the one
     database at start, which the advisory lock in upgrade_database serialises."""
     folder = tmp_path_factory.mktemp("multiprocess")
-    env = dict(os.environ)
-    for name in app_variables() | {"TEST_DATABASE_URL"}:
-        env[name] = ""  # set but empty reads as unset, and beats a developer's .env
-    env.update(
-        APP_ENV="production",
+    env = isolated_environment(
         DATABASE_URL=database,
         REDIS_URL=REDIS_URL,
         GOOGLE_API_KEY="test",
@@ -195,13 +134,15 @@ def cluster(database, redis_db, fake, tmp_path_factory):
         # signed by one is good on the other.
         DATA_DIR=str(folder / "data"),
         LOG_DIR=str(folder / "logs"),
-        HOST="127.0.0.1",
     )
-    processes = {name: AppProcess(name, env, folder / f"console-{name}.txt") for name in ("A", "B")}
+    processes = {
+        name: WsgiServer(env, folder / f"console-{name}.txt", name=name).launch()
+        for name in ("A", "B")
+    }
     figures: dict = {}
     try:
         for process in processes.values():
-            process.wait_ready()
+            process.wait_healthy()
         yield processes, figures
     finally:
         for process in processes.values():
@@ -247,7 +188,7 @@ class GateGrants:
                     self.starts_ms.append(int(words[2]) - INTERVAL_MS - WIRE_MARGIN_MS)
 
 
-def generate(process: AppProcess, prompt: str, timeout: float = 60) -> requests.Response:
+def generate(process: WsgiServer, prompt: str, timeout: float = 60) -> requests.Response:
     return requests.post(
         process.url("/v1/generate"), json={"prompt": prompt, "seed": 1}, timeout=timeout
     )

@@ -11,11 +11,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,8 +19,8 @@ import pytest
 from tests.conftest import require_service
 from tests.e2e.helpers import DESKTOP, goto_ready
 from tests.fake_gemini import FakeGemini
+from tests.wsgi_server import NO_LIMITS, WsgiServer, isolated_environment
 
-ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -37,88 +32,17 @@ CHROMIUM_ARGS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class Server:
-    """The app under test, served by waitress in a subprocess."""
-
-    name: str
-    url: str
-    process: subprocess.Popen
-    log_path: Path
-    fake: FakeGemini | None = None
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-
-def _start_server(name: str, tmp: Path, extra_env: dict[str, str]) -> Server:
-    port = _free_port()
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in {"GOOGLE_API_KEY", "GEMINI_API_KEY", "DATABASE_URL", "REDIS_URL"}
-    }
-    env.update(
-        {
-            "DATA_DIR": str(tmp / "data"),
-            "LOG_DIR": str(tmp / "logs"),
-            "HOST": "127.0.0.1",
-            "PORT": str(port),
-            "SECRET_KEY": "test",
-            "GENAI_PROVIDER": "offline",
-            "GENAI_MIN_INTERVAL_MS": "0",
-            # Many sign-ups and generations from one address in a minute.
-            "SIGNUP_RATE_LIMIT": "1000/minute",
-            "LOGIN_RATE_LIMIT": "1000/minute",
-            "LOGIN_USER_RATE_LIMIT": "1000/minute",
-            "GENERATION_RATE_LIMIT": "1000/minute",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    env.update(extra_env)
-    log_path = tmp / "server.log"
-    log = log_path.open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "wsgi.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    server = Server(name, f"http://127.0.0.1:{port}", process, log_path)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the {name} server exited at start:\n{server.log_tail()}")
-        try:
-            with urllib.request.urlopen(server.url + "/health", timeout=1) as response:
-                if response.status == 200:
-                    return server
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    pytest.fail(f"the {name} server did not answer /health:\n{server.log_tail()}")
-
-
-def _stop_server(server: Server) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+def _start_server(name: str, tmp: Path, extra_env: dict[str, str]) -> WsgiServer:
+    settings = dict(SECRET_KEY="test", GENAI_PROVIDER="offline", GENAI_MIN_INTERVAL_MS="0")
+    env = isolated_environment(tmp, **{**settings, **NO_LIMITS, **extra_env})
+    return WsgiServer(env, tmp / "server.log", name=name).start()
 
 
 @pytest.fixture(scope="session")
 def offline_server(tmp_path_factory):
     server = _start_server("offline", tmp_path_factory.mktemp("e2e-offline"), {})
     yield server
-    _stop_server(server)
+    server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -136,7 +60,7 @@ def gemini_server(tmp_path_factory):
     )
     server.fake = fake
     yield server
-    _stop_server(server)
+    server.stop()
     fake.stop()
 
 
@@ -191,9 +115,11 @@ def open_page(browser, console):
     """open_page(server, viewport=..., locale=...) → a fresh context's page at /."""
     contexts = []
 
-    def open_(server: Server, *, viewport=None, locale="en-US", color_scheme="light", **options):
+    def open_(
+        server: WsgiServer, *, viewport=None, locale="en-US", color_scheme="light", **options
+    ):
         context = browser.new_context(
-            base_url=server.url,
+            base_url=server.url(),
             viewport=viewport or DESKTOP,
             locale=locale,
             color_scheme=color_scheme,

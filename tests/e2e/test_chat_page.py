@@ -554,7 +554,7 @@ def test_api_tokens_in_the_settings_panel(offline_server, open_page):
 
     # The secret works as a bearer token, from outside the browser.
     request = urllib.request.Request(
-        offline_server.url + "/conversations", headers={"Authorization": f"Bearer {token}"}
+        offline_server.url("/conversations"), headers={"Authorization": f"Bearer {token}"}
     )
     with urllib.request.urlopen(request, timeout=5) as response:
         assert response.status == 200
@@ -573,7 +573,7 @@ def test_password_change_in_the_settings_panel(offline_server, open_page, browse
     sign_up_by_api(page, username)
     goto_ready(page)
     # Another browser logged in as the same user, to see it signed out.
-    other = browser.new_context(base_url=offline_server.url)
+    other = browser.new_context(base_url=offline_server.url())
     assert other.request.post("/auth/login", data={"username": username, "password": PASSWORD}).ok
     expect(page.locator("#password-section")).to_be_visible()
 

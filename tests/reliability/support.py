@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 import urllib.error
@@ -20,7 +17,8 @@ from pathlib import Path
 import psutil
 from hypothesis import HealthCheck, settings
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.wsgi_server import NO_LIMITS, ROOT, WsgiServer, isolated_environment
+
 FUZZ = os.environ.get("HYPOTHESIS_PROFILE") == "fuzz"
 SOAK = bool(os.environ.get("NB_SOAK"))
 
@@ -33,13 +31,6 @@ RELIABILITY = settings(
     suppress_health_check=list(HealthCheck),
 )
 
-NO_LIMITS = {
-    "LOGIN_RATE_LIMIT": "1000000/minute",
-    "LOGIN_USER_RATE_LIMIT": "1000000/minute",
-    "SIGNUP_RATE_LIMIT": "1000000/minute",
-    "GENERATION_RATE_LIMIT": "1000000/minute",
-}
-
 
 def report(name: str, **figures) -> None:
     """One greppable line per figure (`pytest -s ... | grep FIGURE`)."""
@@ -47,103 +38,18 @@ def report(name: str, **figures) -> None:
     print(f"\nFIGURE {name}: {values}", flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class ServerProcess:
-    """`python wsgi.py` (waitress, migrations at start) in a subprocess on a
-    loopback port, with its data, logs and configuration in `workdir`."""
-
-    def __init__(self, workdir: Path, **env: str) -> None:
-        self.workdir = Path(workdir)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_dir = self.workdir / "logs"
-        self.env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(("GOOGLE_", "GEMINI_", "GENAI_", "DATABASE_URL", "REDIS_URL"))
-        }
-        self.env.update(
-            APP_ENV="production",
-            HOST="127.0.0.1",
-            PORT=str(self.port),
-            DATA_DIR=str(self.workdir / "data"),
-            LOG_DIR=str(self.log_dir),
-            SECRET_KEY="reliability-secret",
-            GENAI_PROVIDER="offline",
-            RATELIMIT_STORAGE_URI="memory://",
-            **{key: value for key, value in NO_LIMITS.items()},
-        )
-        self.env.update(env)
-        self.process: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 60) -> ServerProcess:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.stderr = open(self.workdir / "stderr.log", "ab")  # noqa: SIM115 (closed in stop)
-        self.process = subprocess.Popen(
-            [sys.executable, "wsgi.py"],
-            cwd=ROOT,
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=self.stderr,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.stderr_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=2) as response:
-                    if response.status == 200:
-                        return self
-            except (OSError, urllib.error.URLError):
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("server did not answer /health in time")
-
-    @property
-    def rss(self) -> int:
-        assert self.process is not None
-        return psutil.Process(self.process.pid).memory_info().rss
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown code runs, as in a power cut of the process."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        if getattr(self, "stderr", None) is not None:
-            self.stderr.close()
-
-    def stderr_text(self) -> str:
-        path = self.workdir / "stderr.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def log_text(self) -> str:
-        return "".join(
-            path.read_text(errors="replace") for path in sorted(self.log_dir.glob("app.log*"))
-        )
-
-    def __enter__(self) -> ServerProcess:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def database(self) -> Path:
-        return self.workdir / "data" / "app.db"
+def server_process(workdir: Path, **env: str) -> WsgiServer:
+    """`python wsgi.py` (waitress, migrations at start) with its data, logs
+    and console output in `workdir`, the offline engine and no rate limits
+    unless `env` says otherwise."""
+    settings = dict(
+        SECRET_KEY="reliability-secret",
+        GENAI_PROVIDER="offline",
+        RATELIMIT_STORAGE_URI="memory://",
+        **NO_LIMITS,
+    )
+    environment = isolated_environment(workdir, **{**settings, **env})
+    return WsgiServer(environment, Path(workdir) / "console.log")
 
 
 def http_json(method: str, url: str, body=None, headers=None, timeout: float = 30):

@@ -16,12 +16,12 @@ from PIL import Image
 
 from tests.reliability.support import (
     RssSampler,
-    ServerProcess,
     http_json,
     load_script,
     multipart,
     post_raw,
     report,
+    server_process,
 )
 
 corpus = load_script("make_hostile_corpus")
@@ -158,9 +158,9 @@ def send_huge_body(port: int, size: int) -> tuple[int, bytes]:
 
 @pytest.mark.slow
 def test_corpus_against_the_real_server(tmp_path):
-    with ServerProcess(tmp_path / "server") as server:
+    with server_process(tmp_path / "server") as server:
         status, body, _ = http_json(
-            "POST", server.url + "/auth/signup", {"username": "alice", "password": "pw-123456789"}
+            "POST", server.url("/auth/signup"), {"username": "alice", "password": "pw-123456789"}
         )
         assert status == 201
         answers = {}
@@ -169,7 +169,7 @@ def test_corpus_against_the_real_server(tmp_path):
                 data, content_type = multipart(
                     {"prompt": "make it purple"}, [("files", sample.filename, sample.data)]
                 )
-                status, body, _ = post_raw(server.url + "/v1/edit", data, content_type)
+                status, body, _ = post_raw(server.url("/v1/edit"), data, content_type)
                 answers[sample.name] = (status, body)
                 assert status == sample.status, (sample.name, body)
                 if sample.code:
@@ -178,7 +178,7 @@ def test_corpus_against_the_real_server(tmp_path):
                     assert_pixels_only(base64.b64decode(body["images"][0]))
             many = [("files", f"{n}.png", corpus.small_png(n)) for n in range(corpus.MANY_FILES)]
             data, content_type = multipart({"prompt": "x"}, many)
-            status, body, _ = post_raw(server.url + "/v1/compose", data, content_type)
+            status, body, _ = post_raw(server.url("/v1/compose"), data, content_type)
             assert (status, body["error"]) == (400, "too_many_images")
             sent, answer = send_huge_body(server.port, corpus.HUGE_BODY_BYTES)
         head, _, payload = answer.partition(b"\r\n\r\n")
@@ -187,7 +187,7 @@ def test_corpus_against_the_real_server(tmp_path):
         assert b'"error": "payload_too_large"' in payload
         assert b"max_body" not in payload  # waitress's limits stay private
         assert sent < corpus.HUGE_BODY_BYTES  # refused long before the end
-        assert http_json("GET", server.url + "/health")[0] == 200
+        assert http_json("GET", server.url("/health"))[0] == 200
         growth = memory.peak - memory.start
         report(
             "hostile_uploads",
@@ -198,5 +198,5 @@ def test_corpus_against_the_real_server(tmp_path):
             huge_body_bytes_sent_before_413=sent,
         )
         assert growth < MAX_RSS_GROWTH, f"peak RSS grew by {growth / 2**20:.0f} MB"
-        log = server.log_text()
+        log = server.app_log()
     assert "Traceback" not in log

@@ -26,7 +26,8 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.reliability.support import ROOT, SOAK, ServerProcess, free_port, report
+from tests.reliability.support import ROOT, SOAK, report, server_process
+from tests.wsgi_server import free_port
 
 pytestmark = pytest.mark.skipif(not SOAK, reason="make soak (NB_SOAK=1) only")
 
@@ -183,7 +184,7 @@ def _accounts(url: str) -> list[dict]:
 def test_soak(tmp_path):
     fake_port = free_port()
     fake = _fake_gemini(fake_port)
-    server = ServerProcess(
+    server = server_process(
         tmp_path / "server",
         GENAI_PROVIDER="gemini",
         GOOGLE_API_KEY="soak-key",
@@ -196,14 +197,14 @@ def test_soak(tmp_path):
     )
     try:
         server.start()
-        accounts = _accounts(server.url)
+        accounts = _accounts(server.url())
         stop = threading.Event()
         tally = Tally()
         clients = []
         for n in range(CLIENTS):
             account = accounts[n % ACCOUNTS]
             auth = [account["session"], account["bearer"], {}][n % 3]
-            clients.append(Client(n, server.url, auth, stop, tally))
+            clients.append(Client(n, server.url(), auth, stop, tally))
         started = time.monotonic()
         for client in clients:
             client.start()
@@ -216,7 +217,7 @@ def test_soak(tmp_path):
             client.join(timeout=150)
         stuck = [client.name for client in clients if client.is_alive()]
         rss.append((time.monotonic() - started, server.rss))
-        log = server.log_text()
+        log = server.app_log()
     finally:
         server.stop()
         fake.terminate()

@@ -8,13 +8,15 @@ import sqlite3
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Conversation, Message
-from tests.reliability.support import NO_LIMITS, ServerProcess, http_json, report
+from tests.reliability.support import NO_LIMITS, http_json, report, server_process
+from tests.wsgi_server import WsgiServer
 
 WRITERS = 16
 ROUNDS = 5
@@ -120,21 +122,21 @@ def _signup(url: str, username: str) -> dict:
     return {"Cookie": cookie, "X-CSRF-Token": token}
 
 
-def _burst(server: ServerProcess, headers: dict, stop: threading.Event, acked: dict) -> None:
+def _burst(server: WsgiServer, headers: dict, stop: threading.Event, acked: dict) -> None:
     """Write until the server dies; record what was answered 2xx."""
     n = 0
     while not stop.is_set():
         n += 1
         try:
             status, conv, _ = http_json(
-                "POST", server.url + "/conversations", {"title": f"t{n}"}, headers, timeout=5
+                "POST", server.url("/conversations"), {"title": f"t{n}"}, headers, timeout=5
             )
             if status != 201:
                 continue
             acked["conversations"].add(conv["id"])
             status, turn, _ = http_json(
                 "POST",
-                server.url + "/v1/generate",
+                server.url("/v1/generate"),
                 {"prompt": f"burst {n}", "conv_id": conv["id"], "seed": n},
                 headers,
                 timeout=5,
@@ -181,9 +183,9 @@ def test_sigkill_during_a_burst_of_writes_loses_nothing_acknowledged(tmp_path):
     totals: dict = {}
     kills = 0
     for cycle in range(KILL_CYCLES):
-        server = ServerProcess(workdir, GENAI_MAX_CONCURRENT="16", GENAI_MAX_QUEUE="16")
+        server = server_process(workdir, GENAI_MAX_CONCURRENT="16", GENAI_MAX_QUEUE="16")
         with server:
-            headers = _signup(server.url, f"user{cycle}")
+            headers = _signup(server.url(), f"user{cycle}")
             stop = threading.Event()
             threads = [
                 threading.Thread(target=_burst, args=(server, headers, stop, acked))
@@ -198,11 +200,13 @@ def test_sigkill_during_a_burst_of_writes_loses_nothing_acknowledged(tmp_path):
             for thread in threads:
                 thread.join(timeout=30)
             assert not any(thread.is_alive() for thread in threads)
-            totals = _check_database(server.database, workdir / "data", acked)
+            totals = _check_database(
+                Path(server.env["DATA_DIR"]) / "app.db", workdir / "data", acked
+            )
     # And it starts again on what the kills left, with everything there.
-    with ServerProcess(workdir) as server:
-        assert http_json("GET", server.url + "/ready")[0] == 200
-        assert "Traceback" not in server.log_text()
+    with server_process(workdir) as server:
+        assert http_json("GET", server.url("/ready"))[0] == 200
+        assert "Traceback" not in server.app_log()
     report(
         "sigkill",
         kills=kills,
