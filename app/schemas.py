@@ -3,6 +3,7 @@ the OpenAPI document; views turn ORM objects into them here, in one place."""
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime
 from typing import Any
 
@@ -11,18 +12,45 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.models import Conversation, Image, Message, User
 
+
+class Schema(BaseModel):
+    """Every request and response model.
+
+    flask-openapi3 calls `model_json_schema()` on every request that has a
+    query or a form, to see how to read each field: 0.5 ms (a query) to 2 ms
+    (the image form) of CPU per request, for a result that never changes once
+    the class exists. It is built once per class and argument set; each
+    caller gets its own copy (a tenth of the cost), so none can change what
+    another reads.
+    """
+
+    @classmethod
+    def model_json_schema(cls, *args, **kwargs) -> dict[str, Any]:
+        try:
+            key = (cls, args, tuple(sorted(kwargs.items())))
+            cached = _SCHEMAS.get(key)
+        except TypeError:  # an unhashable argument: build it, as pydantic would
+            return super().model_json_schema(*args, **kwargs)
+        if cached is None:
+            cached = _SCHEMAS[key] = super().model_json_schema(*args, **kwargs)
+        return copy.deepcopy(cached)
+
+
+_SCHEMAS: dict[tuple, dict[str, Any]] = {}
+
+
 # Id columns are INTEGER: 32-bit on PostgreSQL, which answers a larger
 # parameter with "integer out of range" (a 500). Refuse them before SQL does.
 MAX_ID = 2**31 - 1
 
 
-class ErrorOut(BaseModel):
+class ErrorOut(Schema):
     error: str = Field(description="Stable error code")
     message: str = Field(description="Human text in the caller's language")
     detail: str = Field(description="Same as message (earlier clients read `detail`)")
 
 
-class FieldError(BaseModel):
+class FieldError(Schema):
     loc: list[str]
     msg: str
     type: str
@@ -43,7 +71,7 @@ def error_responses(*statuses: int) -> dict[int, type[BaseModel]]:
 # ---- accounts ---------------------------------------------------------------
 
 
-class Credentials(BaseModel):
+class Credentials(Schema):
     model_config = ConfigDict(
         json_schema_extra={"example": {"username": "alice", "password": "s3cret-pass"}}
     )
@@ -52,12 +80,12 @@ class Credentials(BaseModel):
     password: str = Field(max_length=256)
 
 
-class PasswordChange(BaseModel):
+class PasswordChange(Schema):
     current_password: str = Field(max_length=256)
     new_password: str = Field(max_length=256)
 
 
-class UserOut(BaseModel):
+class UserOut(Schema):
     id: int
     username: str
     is_admin: bool
@@ -70,7 +98,7 @@ class UserOut(BaseModel):
         )
 
 
-class SessionOut(BaseModel):
+class SessionOut(Schema):
     authenticated: bool
     user: UserOut | None = None
     csrf_token: str | None = Field(
@@ -78,15 +106,15 @@ class SessionOut(BaseModel):
     )
 
 
-class OkOut(BaseModel):
+class OkOut(Schema):
     ok: bool = True
 
 
-class TokenCreate(BaseModel):
+class TokenCreate(Schema):
     name: str = Field(min_length=1, max_length=100)
 
 
-class TokenOut(BaseModel):
+class TokenOut(Schema):
     id: int
     name: str
     prefix: str
@@ -98,41 +126,41 @@ class TokenCreatedOut(TokenOut):
     token: str = Field(description="The secret; shown only once")
 
 
-class TokenListOut(BaseModel):
+class TokenListOut(Schema):
     items: list[TokenOut]
 
 
-class TokenPath(BaseModel):
+class TokenPath(Schema):
     token_id: int = Field(ge=1, le=MAX_ID)
 
 
 # ---- conversations ----------------------------------------------------------
 
 
-class ConversationCreate(BaseModel):
+class ConversationCreate(Schema):
     title: str | None = Field(None, max_length=400)
 
 
-class ConversationPatch(BaseModel):
+class ConversationPatch(Schema):
     title: str = Field(max_length=400)
 
 
-class ConversationPath(BaseModel):
+class ConversationPath(Schema):
     conv_id: int = Field(ge=1, le=MAX_ID)
 
 
-class ConversationListQuery(BaseModel):
+class ConversationListQuery(Schema):
     limit: int = Field(30, ge=1, le=100)
     cursor: str | None = Field(None, max_length=500)
     q: str | None = Field(None, max_length=200, description="Title filter")
 
 
-class MessageListQuery(BaseModel):
+class MessageListQuery(Schema):
     limit: int = Field(30, ge=1, le=200)
     before: str | None = Field(None, max_length=500, description="Cursor for older messages")
 
 
-class ImageRef(BaseModel):
+class ImageRef(Schema):
     id: int
     url: str
     thumb_url: str
@@ -154,7 +182,7 @@ class ImageRef(BaseModel):
         )
 
 
-class ConversationOut(BaseModel):
+class ConversationOut(Schema):
     id: int
     title: str
     created_at: datetime
@@ -181,17 +209,17 @@ class ConversationOut(BaseModel):
         )
 
 
-class ConversationPageOut(BaseModel):
+class ConversationPageOut(Schema):
     items: list[ConversationOut]
     next_cursor: str | None = None
 
 
-class MessageError(BaseModel):
+class MessageError(Schema):
     code: str
     message: str | None = None
 
 
-class MessageOut(BaseModel):
+class MessageOut(Schema):
     id: int
     conversation_id: int
     role: str
@@ -241,24 +269,24 @@ class MessageOut(BaseModel):
         )
 
 
-class MessagePageOut(BaseModel):
+class MessagePageOut(Schema):
     items: list[MessageOut]
     next_cursor: str | None = None
 
 
-class ImagePath(BaseModel):
+class ImagePath(Schema):
     image_id: int = Field(ge=1, le=MAX_ID)
 
 
 # ---- health -----------------------------------------------------------------
 
 
-class HealthOut(BaseModel):
+class HealthOut(Schema):
     status: str
     version: str
     provider: str
 
 
-class ReadyOut(BaseModel):
+class ReadyOut(Schema):
     status: str
     database: str

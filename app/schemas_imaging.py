@@ -6,9 +6,9 @@ import json
 from typing import Annotated, Any
 
 from flask_openapi3 import FileStorage
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BeforeValidator, ConfigDict, Field
 
-from app.schemas import MAX_ID, MessageOut
+from app.schemas import MAX_ID, MessageOut, Schema
 
 INT32 = 2**31 - 1
 
@@ -53,7 +53,7 @@ CandidateCount = Annotated[int | None, BeforeValidator(_clamp_candidates)]
 ImageIds = Annotated[list[Annotated[int, Field(ge=1, le=MAX_ID)]], BeforeValidator(_id_list)]
 
 
-class GenerationOptions(BaseModel):
+class GenerationOptions(Schema):
     model_config = ConfigDict(extra="ignore")
 
     model: OptionalText = Field(None, max_length=100, description="Model id (see /v1/models)")
@@ -87,7 +87,7 @@ class ImageForm(GenerationOptions):
     )
 
 
-class ImagingOut(BaseModel):
+class ImagingOut(Schema):
     images: list[str] = Field(description="Base64 PNG images")
     texts: list[str]
     image_ids: list[int] = Field(default_factory=list, description="When stored")
@@ -101,7 +101,7 @@ class ImagingOut(BaseModel):
     message: MessageOut | None = None
 
 
-class ModelOut(BaseModel):
+class ModelOut(Schema):
     id: str
     label: str
     default: bool
@@ -110,7 +110,7 @@ class ModelOut(BaseModel):
     image_sizes: list[str]
 
 
-class ModelsOut(BaseModel):
+class ModelsOut(Schema):
     provider: str
     default_model: str
     models: list[ModelOut]

@@ -51,3 +51,19 @@ def test_docs_page_uses_local_assets_only(client):
     assert "http://" not in html and "https://" not in html
     assert "<script>" not in html  # nothing inline: the CSP allows none
     assert client.get("/docs/assets/js/swagger-ui-bundle.js").status_code == 200
+
+
+def test_schemas_are_built_once_and_each_caller_gets_its_own_copy():
+    from pydantic import BaseModel
+
+    from app.schemas_imaging import ImageForm
+
+    fresh = BaseModel.model_json_schema.__func__(ImageForm)  # pydantic's own, uncached
+    first = ImageForm.model_json_schema()
+    assert first == fresh
+    first["properties"].clear()  # a caller that scribbles on its copy...
+    assert ImageForm.model_json_schema() == fresh  # ...changes nothing for the next
+    by_ref = ImageForm.model_json_schema(ref_template="#/components/schemas/{model}")
+    assert by_ref == BaseModel.model_json_schema.__func__(
+        ImageForm, ref_template="#/components/schemas/{model}"
+    )
