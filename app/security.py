@@ -65,10 +65,9 @@ def init_request_pipeline(app: Flask) -> None:
     def unauthorized():
         raise Unauthorized()
 
-    @app.before_request
-    def start_request():
-        g.request_id = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex[:16]
-        g.started = time.perf_counter()
+    # First of all hooks, the limiter's included: a refused request is
+    # timed and carries its id in the log and the response too.
+    app.before_request_funcs.setdefault(None, []).insert(0, start_request)
 
     @app.before_request
     def enforce_session_lifetime():
@@ -120,6 +119,11 @@ def init_request_pipeline(app: Flask) -> None:
             user_id,
         )
         return response
+
+
+def start_request() -> None:
+    g.request_id = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex[:16]
+    g.started = time.perf_counter()
 
 
 def _bearer_secret(req) -> str | None:

@@ -121,6 +121,39 @@ def test_security_headers_on_every_response(client, path):
     assert headers["X-Request-ID"]
 
 
+def test_refusals_carry_a_request_id_in_the_response_and_the_log(app_factory):
+    import logging
+
+    class Lines(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.lines = []
+
+        def emit(self, record):
+            self.lines.append(record.getMessage())
+
+    app = app_factory(GENERATION_RATE_LIMIT="1/minute")
+    access = Lines()
+    logging.getLogger("nano_banana.access").addHandler(access)
+    try:
+        client = app.test_client()
+        client.post("/v1/generate", json={"prompt": "x"})
+        limited = client.post("/v1/generate", json={"prompt": "x"})  # the limiter's 429
+        app.extensions["genai"].gate.is_full = lambda: True
+        shed = client.post("/v1/generate", json={"prompt": "x"})  # the gate's early 503
+    finally:
+        logging.getLogger("nano_banana.access").removeHandler(access)
+
+    assert (limited.status_code, shed.status_code) == (429, 503)
+    for response in (limited, shed):
+        request_id = response.headers["X-Request-ID"]
+        assert len(request_id) == 16
+        status = response.status_code
+        assert any(
+            line.startswith(f"{request_id} POST /v1/generate {status}") for line in access.lines
+        )
+
+
 def test_redis_outage_is_503_not_500(tmp_path):
     from app import create_app
     from app.extensions import db

@@ -14,6 +14,7 @@ from app.http_errors import named_language
 from app.net import client_address
 from app.schemas import ErrorOut, MessageOut, error_responses
 from app.schemas_imaging import GenerateBody, ImageForm, ImagingOut, ModelsOut
+from app.security import start_request
 from app.services import imaging
 
 bp = APIBlueprint(
@@ -43,8 +44,9 @@ GENERATION_ENDPOINTS = frozenset({"imaging.generate", "imaging.edit", "imaging.c
 def shed_load_early():
     """When every gate slot and queue place is taken, refuse a generation
     before anything else runs (session, limits, body parsing, validation):
-    a burst of refusals then costs next to nothing. Installed first among
-    the app's before-request hooks by init_app below."""
+    a burst of refusals then costs next to nothing. Installed by init_app
+    below right after the request's id and timer (security.start_request),
+    so a refusal is still logged with both."""
     if request.endpoint in GENERATION_ENDPOINTS:
         gate = imaging.genai().gate
         if gate.is_full():
@@ -72,7 +74,8 @@ def require_a_form():
 
 
 def init_app(app) -> None:
-    app.before_request_funcs.setdefault(None, []).insert(0, shed_load_early)
+    hooks = app.before_request_funcs.setdefault(None, [])
+    hooks.insert(hooks.index(start_request) + 1, shed_load_early)
 
 
 def _generation_limit() -> str:
