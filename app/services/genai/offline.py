@@ -897,11 +897,13 @@ def _edit(request: GenerationRequest) -> tuple[Image.Image, str, str]:
 # asked; the others are that plus one named, gentle variation each, the way
 # a model's candidates differ, so asking for several is never N copies.
 _VARIANTS: tuple[tuple[str, str, Callable[[Image.Image], Image.Image]], ...] = (
-    ("a little warmer", "略暖", lambda rgb: _shift_balance(rgb, (1.06, 1.0, 0.92))),
-    ("a little cooler", "略冷", lambda rgb: _shift_balance(rgb, (0.92, 1.0, 1.08))),
+    # Tone-neutral first: a black-and-white edit stays black and white in
+    # the usual 2–4 candidates; the colour shifts come last.
     ("a little brighter", "略亮", lambda rgb: ImageEnhance.Brightness(rgb).enhance(1.1)),
     ("a little more contrast", "对比度略高", lambda rgb: ImageEnhance.Contrast(rgb).enhance(1.15)),
     ("a little softer", "略柔和", lambda rgb: rgb.filter(ImageFilter.GaussianBlur(1))),
+    ("a little warmer", "略暖", lambda rgb: _shift_balance(rgb, (1.06, 1.0, 0.92))),
+    ("a little cooler", "略冷", lambda rgb: _shift_balance(rgb, (0.92, 1.0, 1.08))),
 )
 
 
