@@ -224,6 +224,20 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = 1
 
 
+def connect_redis(url: str):
+    """A client for a local Redis, or a skip (a failure in CI) when none answers."""
+    from redis import Redis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    client = Redis.from_url(url)
+    try:
+        client.ping()
+    except RedisConnectionError:
+        client.close()
+        require_service("Redis")
+    return client
+
+
 def require_service(name: str) -> None:
     """Skip when a local service is missing, except in CI (NB_REQUIRE_SERVICES=1),
     where a missing service is a failure."""

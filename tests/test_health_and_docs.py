@@ -53,7 +53,7 @@ def test_docs_page_uses_local_assets_only(client):
     assert client.get("/docs/assets/js/swagger-ui-bundle.js").status_code == 200
 
 
-def test_schemas_are_built_once_and_each_caller_gets_its_own_copy():
+def test_cached_schemas_match_pydantic_and_each_caller_gets_its_own_copy():
     from pydantic import BaseModel
 
     from app.schemas_imaging import ImageForm

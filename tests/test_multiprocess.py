@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.conftest import require_service
+from tests.conftest import connect_redis, require_service
 from tests.fake_gemini import FakeGemini
 from tests.wsgi_server import WsgiServer, isolated_environment
 
@@ -79,13 +79,8 @@ def database():
 @pytest.fixture(scope="module")
 def redis_db():
     from redis import Redis
-    from redis.exceptions import ConnectionError as RedisConnectionError
 
-    client = Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except RedisConnectionError:
-        require_service("Redis")
+    client = connect_redis(REDIS_URL)
     # Two runs of this module at once (two checkouts, one Redis) would share
     # the database; they take turns on a lock kept outside it (flushdb).
     lock_client = Redis.from_url(REDIS_URL.rsplit("/", 1)[0] + "/0")

@@ -12,21 +12,14 @@ import pytest
 
 from app.errors import Busy
 from app.services.genai.gate import WIRE_MARGIN_S
-from tests.conftest import require_service
+from tests.conftest import connect_redis
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture
 def redis_client():
-    from redis import Redis
-    from redis.exceptions import ConnectionError as RedisConnectionError
-
-    client = Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except RedisConnectionError:
-        require_service("Redis")
+    client = connect_redis(REDIS_URL)
     yield client
     client.close()
 

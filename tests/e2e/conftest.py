@@ -46,22 +46,27 @@ def offline_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def gemini_server(tmp_path_factory):
+def gemini_fake():
+    """The fake Gemini behind gemini_server; tests script its answers."""
     fake = FakeGemini(image_size=(320, 240)).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="session")
+def gemini_server(tmp_path_factory, gemini_fake):
     server = _start_server(
         "gemini",
         tmp_path_factory.mktemp("e2e-gemini"),
         {
             "GOOGLE_API_KEY": "test-key",
             "GENAI_PROVIDER": "gemini",
-            "GENAI_BASE_URL": fake.url,
+            "GENAI_BASE_URL": gemini_fake.url,
             "GENAI_MAX_RETRIES": "0",
         },
     )
-    server.fake = fake
     yield server
     server.stop()
-    fake.stop()
 
 
 @pytest.fixture(params=["offline", "gemini"])

@@ -135,11 +135,11 @@ def test_sign_up_generate_edit_compose_rename_reload_logout_login(any_server, op
     wait_images_loaded(page, RESULT_IMAGES, 3)
 
 
-def test_rate_limit_shows_message_and_counts_down(gemini_server, open_page, console):
+def test_rate_limit_shows_message_and_counts_down(gemini_server, gemini_fake, open_page, console):
     console.allow(r"status of 429")
     page = open_page(gemini_server)
-    gemini_server.fake.reset()
-    gemini_server.fake.enqueue({"fault": "rate_limited", "retry_delay": "3s"})
+    gemini_fake.reset()
+    gemini_fake.enqueue({"fault": "rate_limited", "retry_delay": "3s"})
     with page.expect_response("**/v1/generate") as limited:
         send(page, "a banana under a rain cloud")
     assert limited.value.status == 429
@@ -448,11 +448,12 @@ def test_screenshots_light_and_dark(offline_server, open_page):
     expect(page.locator("html")).to_have_attribute("data-theme", "dark")
 
 
-def test_working_placeholder_counts_seconds_and_can_be_cancelled(gemini_server, open_page):
+def test_working_placeholder_counts_seconds_and_can_be_cancelled(
+    gemini_server, gemini_fake, open_page
+):
     page = open_page(gemini_server)
-    fake = gemini_server.fake
-    fake.reset()
-    fake.latency = 2.5
+    gemini_fake.reset()
+    gemini_fake.latency = 2.5
     try:
         send(page, "a very slow banana")
         pending = page.locator(".msg-assistant.pending")
@@ -463,7 +464,7 @@ def test_working_placeholder_counts_seconds_and_can_be_cancelled(gemini_server, 
         expect(pending).to_have_count(0)
         expect(page.locator(".error-card.is-cancelled .error-message")).to_have_text("Cancelled.")
     finally:
-        fake.latency = 0
+        gemini_fake.latency = 0
     with page.expect_response("**/v1/generate"):
         page.locator(".error-card .retry-btn").click()
     wait_images_loaded(page, RESULT_IMAGES, 1)

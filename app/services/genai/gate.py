@@ -147,11 +147,12 @@ class LocalGate:
                 self._cond.notify_all()
 
     def reserve_start(self) -> float:
-        """Reserve the earliest start `min_interval` after the previous one;
-        return how long to wait for it (seconds)."""
+        """Reserve the earliest start `min_interval` after the previous
+        reservation and after the last request actually sent; return how long
+        to wait for it (seconds)."""
         with self._cond:
             now = self._clock()
-            start_at = max(now, self._next_start)
+            start_at = max(now, self._next_start, self._last_sent + self._spacing_s)
             self._next_start = start_at + self._spacing_s
             return start_at - now
 
@@ -161,7 +162,6 @@ class LocalGate:
             return
         with self._cond:
             self._last_sent = max(self._last_sent, self._clock())
-            self._next_start = max(self._next_start, self._last_sent + self._spacing_s)
 
     def wait_after_last_send(self) -> float:
         """Seconds still to wait so this start is the interval after the
