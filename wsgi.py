@@ -1,5 +1,5 @@
 """WSGI entry point: `app` for any WSGI server; `python wsgi.py` serves it
-with waitress (see app/serving.py)."""
+with waitress (see app/web/server.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,6 @@ from app import create_app
 app = create_app()
 
 if __name__ == "__main__":
-    from app.serving import serve
+    from app.web.server import serve
 
     serve(app)

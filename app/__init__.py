@@ -16,7 +16,7 @@ __version__ = "1.0.0"
 
 
 def create_app(config: type[Config] | dict | str | None = None) -> OpenAPI:
-    from app.http_errors import validation_error_response
+    from app.web.errors import validation_error_response
 
     app = OpenAPI(
         __name__,
@@ -37,9 +37,9 @@ def create_app(config: type[Config] | dict | str | None = None) -> OpenAPI:
 
     # 2. Extensions
     from app import extensions
-    from app.db_setup import configure_engine
-    from app.logging_setup import init_logging
-    from app.sessions import init_sessions
+    from app.db import configure_engine
+    from app.logs import init_logging
+    from app.web.sessions import init_sessions
 
     init_logging(app)
     extensions.db.init_app(app)
@@ -53,7 +53,7 @@ def create_app(config: type[Config] | dict | str | None = None) -> OpenAPI:
     init_sessions(app)
 
     from app.services.genai import init_genai
-    from app.services.library import init_store
+    from app.services.stored_images import init_store
 
     init_store(app)
     init_genai(app)
@@ -65,9 +65,9 @@ def create_app(config: type[Config] | dict | str | None = None) -> OpenAPI:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)
 
     # 3. Request pipeline: request ids and access log, auth, CSRF, headers.
-    from app import security
+    from app.web import pipeline
 
-    security.init_request_pipeline(app)
+    pipeline.init_request_pipeline(app)
 
     # 4. Blueprints
     from app.blueprints import auth, conversations, docs, imaging, pages
@@ -81,7 +81,7 @@ def create_app(config: type[Config] | dict | str | None = None) -> OpenAPI:
     app.register_blueprint(docs.bp)
 
     # 5. Error handlers
-    from app.http_errors import register_error_handlers
+    from app.web.errors import register_error_handlers
 
     register_error_handlers(app)
 

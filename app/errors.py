@@ -1,4 +1,4 @@
-"""Domain errors. Services raise these; app/http_errors.py turns them into the
+"""Domain errors. Services raise these; app/web/errors.py turns them into the
 one JSON error shape. Nothing here knows about Flask or HTTP requests.
 
 Each error carries a stable ``code`` (what clients branch on), the HTTP

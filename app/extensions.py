@@ -10,7 +10,7 @@ from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
-from app.net import client_address
+from app.web.client import client_address
 
 
 class Base(DeclarativeBase):

@@ -47,7 +47,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.services.image_store import ImageStore
+from app.services.image_files import ImageStore
 
 metadata = MetaData()
 blobs = Table(

@@ -26,7 +26,7 @@ from PIL import Image, PngImagePlugin
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.errors import AppError
-from app.services.images import decode_image, encode_png, to_png
+from app.services.image_codec import decode_image, encode_png, to_png
 
 ORIENTATION = 0x0112
 

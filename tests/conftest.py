@@ -174,7 +174,7 @@ def seed_turn(app):
     from types import SimpleNamespace
 
     from app.models import User
-    from app.services import conversations, library
+    from app.services import conversations, stored_images
 
     def seed(user_id: int, conv_id: int, prompt="a banana", color=(200, 180, 40)):
         data = png_bytes(color)
@@ -187,7 +187,7 @@ def seed_turn(app):
         )
         with app.test_request_context():
             user = db.session.get(User, user_id)
-            stored = library.save(clean)
+            stored = stored_images.save(clean)
             turn = conversations.TurnRecord(
                 kind="generate",
                 prompt=prompt,

@@ -214,7 +214,7 @@ def test_picture_relinked_during_clean_up_keeps_its_file(client, alice, seed_tur
     from types import SimpleNamespace
 
     from app.models import User
-    from app.services import conversations, library
+    from app.services import conversations, stored_images
     from tests.conftest import png_bytes
 
     doomed = create(client, alice, "doomed")
@@ -225,7 +225,7 @@ def test_picture_relinked_during_clean_up_keeps_its_file(client, alice, seed_tur
         data=data, mime="image/png", width=32, height=24, sha256=hashlib.sha256(data).hexdigest()
     )
     with app.test_request_context():
-        pending = library.save(clean)  # the file exists: nothing written
+        pending = stored_images.save(clean)  # the file exists: nothing written
     assert (
         client.delete(f"/conversations/{doomed['id']}", headers=alice.headers()).status_code == 204
     )

@@ -24,7 +24,7 @@ from sqlalchemy.engine import make_url
 
 from app import create_app
 from app.extensions import db, limiter
-from app.serving import upgrade_database
+from app.web.server import upgrade_database
 from config import TestingConfig, env_bool
 from tests.conftest import TEST_DATABASE_URL, png_bytes, require_service
 from tests.wsgi_server import (
@@ -442,7 +442,7 @@ def test_backup_dumps_postgres_with_pg_dump(app_factory, tmp_path):
 @pytest.mark.postgres
 def test_backup_without_pg_dump_says_what_to_run(app_factory, monkeypatch):
     _needs_postgres()
-    import app.backup as backup
+    import app.cli.backup as backup
 
     monkeypatch.setattr(backup.shutil, "which", lambda name: None)
     app = app_factory(SECRET_KEY=None)

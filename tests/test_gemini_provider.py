@@ -22,8 +22,8 @@ import pytest
 from PIL import Image
 
 from app.errors import UpstreamError
+from app.services.genai.contracts import GenerationRequest
 from app.services.genai.gemini import GeminiProvider
-from app.services.genai.types import GenerationRequest
 from tests import fake_gemini as fakes
 from tests.fake_gemini import FakeGemini, fake_gemini  # noqa: F401
 

@@ -56,7 +56,7 @@ def test_docs_page_uses_local_assets_only(client):
 def test_cached_schemas_match_pydantic_and_each_caller_gets_its_own_copy():
     from pydantic import BaseModel
 
-    from app.schemas_imaging import ImageForm
+    from app.web.schemas.imaging import ImageForm
 
     fresh = BaseModel.model_json_schema.__func__(ImageForm)  # pydantic's own, uncached
     first = ImageForm.model_json_schema()

@@ -1,4 +1,4 @@
-"""Image ingest and output normalisation (app/services/images.py).
+"""Image ingest and output normalisation (app/services/image_codec.py).
 
 Every image is made in code; nothing binary is committed. The fuzz tests run
 300 examples by default; `HYPOTHESIS_PROFILE=fuzz` (or
@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from PIL import Image, ImageCms, ImageDraw, ImageFile
 
 from app.errors import ImageTooLarge, InvalidImage, UnsupportedImage
-from app.services.images import (
+from app.services.image_codec import (
     CleanImage,
     ingest_image,
     make_thumbnail,

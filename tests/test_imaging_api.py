@@ -358,14 +358,14 @@ def test_nano_cli_generates_and_edits(runner, tmp_path):
 def test_inputs_past_the_upstream_request_cap_are_413(client, monkeypatch):
     from PIL import Image
 
-    from app.services import imaging
+    from app.services import generation
 
     def noise() -> bytes:
         buffer = io.BytesIO()
         Image.frombytes("RGB", (80, 80), os.urandom(80 * 80 * 3)).save(buffer, "PNG")
         return buffer.getvalue()
 
-    monkeypatch.setattr(imaging, "UPSTREAM_REQUEST_LIMIT", 20_000)
+    monkeypatch.setattr(generation, "UPSTREAM_REQUEST_LIMIT", 20_000)
     response = client.post(
         "/v1/compose",
         data={"prompt": "tile", "files": files(noise(), noise())},

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageOps, ImageStat
 
 from app.errors import InvalidInput
+from app.services.genai.contracts import GenerationRequest
 from app.services.genai.offline import OfflineProvider
-from app.services.genai.types import GenerationRequest
 
 RED = (255, 0, 0)
 GREY = (128, 128, 128)

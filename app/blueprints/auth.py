@@ -10,7 +10,9 @@ from flask_openapi3 import APIBlueprint, Tag
 from flask_wtf.csrf import generate_csrf
 
 from app.extensions import limiter
-from app.schemas import (
+from app.services import accounts, tokens
+from app.web.pipeline import require_user
+from app.web.schemas.common import (
     Credentials,
     ErrorOut,
     OkOut,
@@ -24,8 +26,6 @@ from app.schemas import (
     UserOut,
     error_responses,
 )
-from app.security import require_user
-from app.services import accounts, tokens
 
 bp = APIBlueprint(
     "auth", __name__, abp_tags=[Tag(name="auth")], abp_responses=error_responses(400, 401, 413)

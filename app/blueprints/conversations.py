@@ -5,7 +5,9 @@ from __future__ import annotations
 from flask import make_response, request
 from flask_openapi3 import APIBlueprint, Tag
 
-from app.schemas import (
+from app.services import conversations, stored_images
+from app.web.pipeline import require_user
+from app.web.schemas.common import (
     ConversationCreate,
     ConversationListQuery,
     ConversationOut,
@@ -19,8 +21,6 @@ from app.schemas import (
     MessagePageOut,
     error_responses,
 )
-from app.security import require_user
-from app.services import conversations, library
 
 bp = APIBlueprint(
     "conversations",
@@ -94,18 +94,18 @@ def _image_response(data: bytes, mime: str, etag: str):
 @bp.get("/images/<int:image_id>", responses={200: None, 304: None, 404: ErrorOut})
 def get_image(path: ImagePath):
     """Image bytes, for the owner of a message that uses the image."""
-    image = library.readable_image(require_user(), path.image_id)
+    image = stored_images.readable_image(require_user(), path.image_id)
     # The content hash is the strong ETag; checked before reading the file.
     if image.sha256 in request.if_none_match:
         return _image_response(b"", image.mime, image.sha256)
-    return _image_response(library.image_bytes(image), image.mime, image.sha256)
+    return _image_response(stored_images.image_bytes(image), image.mime, image.sha256)
 
 
 @bp.get("/images/<int:image_id>/thumb", responses={200: None, 304: None, 404: ErrorOut})
 def get_thumbnail(path: ImagePath):
     """A small WEBP preview (long side 256 px)."""
-    image = library.readable_image(require_user(), path.image_id)
+    image = stored_images.readable_image(require_user(), path.image_id)
     etag = f"{image.sha256}-t"
     if etag in request.if_none_match:
-        return _image_response(b"", library.THUMB_MIME, etag)
-    return _image_response(library.thumbnail_bytes(image), library.THUMB_MIME, etag)
+        return _image_response(b"", stored_images.THUMB_MIME, etag)
+    return _image_response(stored_images.thumbnail_bytes(image), stored_images.THUMB_MIME, etag)

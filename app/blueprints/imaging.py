@@ -10,12 +10,12 @@ from flask_openapi3 import APIBlueprint, Tag
 
 from app.errors import Busy, InvalidInput, Unauthorized
 from app.extensions import limiter
-from app.http_errors import named_language
-from app.net import client_address
-from app.schemas import ErrorOut, MessageOut, error_responses
-from app.schemas_imaging import GenerateBody, ImageForm, ImagingOut, ModelsOut
-from app.security import start_request
-from app.services import imaging
+from app.services import generation
+from app.web.client import client_address
+from app.web.errors import named_language
+from app.web.pipeline import start_request
+from app.web.schemas.common import ErrorOut, MessageOut, error_responses
+from app.web.schemas.imaging import GenerateBody, ImageForm, ImagingOut, ModelsOut
 
 bp = APIBlueprint(
     "imaging",
@@ -45,10 +45,10 @@ def shed_load_early():
     """When every gate slot and queue place is taken, refuse a generation
     before anything else runs (session, limits, body parsing, validation):
     a burst of refusals then costs next to nothing. Installed by init_app
-    below right after the request's id and timer (security.start_request),
+    below right after the request's id and timer (pipeline.start_request),
     so a refusal is still logged with both."""
     if request.endpoint in GENERATION_ENDPOINTS:
-        gate = imaging.genai().gate
+        gate = generation.genai().gate
         if gate.is_full():
             raise Busy(retry_after=gate.retry_after())
 
@@ -100,8 +100,8 @@ def _caller():
     return None
 
 
-def _params(options) -> imaging.ImagingParams:
-    return imaging.ImagingParams(
+def _params(options) -> generation.ImagingParams:
+    return generation.ImagingParams(
         model=options.model,
         temperature=options.temperature,
         top_p=options.top_p,
@@ -114,7 +114,7 @@ def _params(options) -> imaging.ImagingParams:
     )
 
 
-def _respond(result: imaging.ImagingResult):
+def _respond(result: generation.ImagingResult):
     """The images are spliced in as bytes: base64 needs no JSON escaping, and
     megabytes of it through pydantic and json.dumps cost copies and CPU."""
     out = ImagingOut(
@@ -143,7 +143,7 @@ def _respond(result: imaging.ImagingResult):
 def _run_multipart(kind, form: ImageForm):
     user = _caller()
     uploads = [upload.read() for upload in form.files]
-    result = imaging.run(
+    result = generation.run(
         kind=kind,
         prompt=form.prompt,
         params=_params(form),
@@ -159,7 +159,7 @@ def _run_multipart(kind, form: ImageForm):
 @bp.get("/models", responses={200: ModelsOut})
 def list_models():
     """The models offered, what each accepts, and the active provider."""
-    service = imaging.genai()
+    service = generation.genai()
     return ModelsOut(
         provider=service.provider_name,
         default_model=service.catalog.default.id,
@@ -171,7 +171,7 @@ def list_models():
 @limiter.limit(_generation_limit, key_func=_caller_key)
 def generate(body: GenerateBody):
     """Text to image. Returns base64 PNGs (`images`) and the model's `texts`."""
-    result = imaging.run(
+    result = generation.run(
         kind="generate",
         prompt=body.prompt,
         params=_params(body),

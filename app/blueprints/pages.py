@@ -8,7 +8,7 @@ from sqlalchemy import text
 
 from app import __version__
 from app.extensions import db
-from app.schemas import ErrorOut, HealthOut, ReadyOut, error_responses
+from app.web.schemas.common import ErrorOut, HealthOut, ReadyOut, error_responses
 
 bp = Blueprint("pages", __name__)
 api = APIBlueprint(

@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from app.db_setup import write_transaction
+from app.db import write_transaction
 from app.errors import AppError, Conflict, InvalidInput
 from app.extensions import db
 from app.models import User

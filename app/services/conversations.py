@@ -14,11 +14,11 @@ from datetime import datetime
 
 from sqlalchemy import and_, delete, or_, select, update
 
-from app.db_setup import write_transaction
+from app.db import write_transaction
 from app.errors import InvalidInput, NotFound
 from app.extensions import db
 from app.models import Conversation, Message, MessageImage, User, utcnow
-from app.services import library
+from app.services import stored_images
 
 DEFAULT_TITLE = "New conversation"
 TITLE_MAX = 200
@@ -127,9 +127,9 @@ def delete_conversation(user: User, conversation_id: int) -> None:
             ).scalars()
         )
         session.execute(delete(Conversation).where(Conversation.id == conversation.id))
-        orphans = library.delete_orphans(session, image_ids)
+        orphans = stored_images.delete_orphans(session, image_ids)
     session.expunge(conversation)
-    library.remove_files(orphans)
+    stored_images.remove_files(orphans)
 
 
 def list_messages(
@@ -157,8 +157,8 @@ class TurnRecord:
     kind: str
     prompt: str
     params: dict
-    inputs: list[library.StoredImage]
-    outputs: list[library.StoredImage] = field(default_factory=list)
+    inputs: list[stored_images.StoredImage]
+    outputs: list[stored_images.StoredImage] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     model: str | None = None
     finish_reasons: list[str] = field(default_factory=list)
@@ -175,7 +175,7 @@ def record_turn(user: User, conversation_id: int, turn: TurnRecord) -> tuple[Mes
     conversation = get_owned(user, conversation_id)
     now = utcnow()
     with write_transaction() as session:
-        images = library.upsert_rows(session, turn.inputs + turn.outputs)
+        images = stored_images.upsert_rows(session, turn.inputs + turn.outputs)
         user_message = Message(
             conversation_id=conversation.id,
             role="user",
@@ -205,7 +205,7 @@ def record_turn(user: User, conversation_id: int, turn: TurnRecord) -> tuple[Mes
         )
         session.add_all([user_message, reply])
         session.flush()
-        for message, role, stored_images in (
+        for message, role, message_images in (
             (user_message, "input", turn.inputs),
             (reply, "output", turn.outputs),
         ):
@@ -216,7 +216,7 @@ def record_turn(user: User, conversation_id: int, turn: TurnRecord) -> tuple[Mes
                     position=position,
                     image_id=images[stored.sha256].id,
                 )
-                for position, stored in enumerate(stored_images)
+                for position, stored in enumerate(message_images)
             )
         values: dict = {
             "updated_at": now,

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from app.db_setup import write_transaction
+from app.db import write_transaction
 from app.errors import InvalidInput, NotFound
 from app.extensions import db
 from app.models import ApiToken, User, utcnow

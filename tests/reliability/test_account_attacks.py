@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import ApiToken, Conversation, Message
-from app.security import CSRF_EXEMPT_ENDPOINTS, STATE_CHANGING
+from app.web.pipeline import CSRF_EXEMPT_ENDPOINTS, STATE_CHANGING
 from config import Config, TestingConfig
 from tests.reliability.support import FUZZ, NO_LIMITS, report
 

@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 from PIL import Image, PngImagePlugin
 
 from app.errors import ImageTooLarge, InvalidImage, UnsupportedImage
-from app.services.images import ingest_image
+from app.services.image_codec import ingest_image
 from tests.reliability.support import FUZZ, RELIABILITY, report
 
 EXAMPLES = 20_000 if FUZZ else 150

@@ -26,7 +26,7 @@ from google.genai import types
 from PIL import Image
 
 from app.errors import UpstreamError
-from app.services.genai.types import GenerationRequest, ProviderImage, ProviderResult
+from app.services.genai.contracts import GenerationRequest, ProviderImage, ProviderResult
 
 try:  # The SDK uses httpx instead when GOOGLE_GENAI_HTTP_CLIENT=httpx.
     import httpx

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps, ImageStat
 
 from app.errors import InvalidInput
-from app.services import images
-from app.services.genai.types import GenerationRequest, ProviderImage, ProviderResult
+from app.services import image_codec
+from app.services.genai.contracts import GenerationRequest, ProviderImage, ProviderResult
 
 RGB = tuple[int, int, int]
 
@@ -49,7 +49,7 @@ IMAGE_SIZES: dict[str, int] = {"1K": 1024, "2K": 2048, "4K": 4096}
 OFFLINE_MAX_SIDE = 1024
 # Edits may grow an image (resize 400 %, borders, rotation); keep outputs
 # within what an upload may be, so a result can be fed back in.
-MAX_OUTPUT_SIDE = images.DEFAULT_MAX_SIDE
+MAX_OUTPUT_SIDE = image_codec.DEFAULT_MAX_SIDE
 
 
 class OfflineProvider:
@@ -77,7 +77,7 @@ class OfflineProvider:
             raise InvalidInput(
                 f"Unknown request kind {request.kind!r}.", f"未知的请求类型 {request.kind!r}。"
             )
-        png = images.encode_png(picture)
+        png = image_codec.encode_png(picture)
         prompt_tokens = len(request.prompt) // 4 + 1
         return ProviderResult(
             images=[ProviderImage(data=png.data, mime=png.mime)],
@@ -868,7 +868,7 @@ def _clause_around(
 def _edit(request: GenerationRequest) -> tuple[Image.Image, str, str]:
     if not request.images:
         raise InvalidInput("Editing needs an image.", "编辑需要上传一张图片。")
-    image = images.decode_image(request.images[0])
+    image = image_codec.decode_image(request.images[0])
     operations = parse_edit_operations(request.prompt)
     if not operations:
         en = (
@@ -884,7 +884,7 @@ def _edit(request: GenerationRequest) -> tuple[Image.Image, str, str]:
         image = applied.image
         labels_en.append(applied.label_en)
         labels_zh.append(applied.label_zh)
-    image = images.fit_within(image, MAX_OUTPUT_SIDE)
+    image = image_codec.fit_within(image, MAX_OUTPUT_SIDE)
     en = "Applied: " + ", ".join(labels_en)
     zh = "已应用：" + "，".join(labels_zh)
     if len(request.images) > 1:
@@ -953,7 +953,7 @@ _TILE_WORDS = re.compile(
 def _compose(request: GenerationRequest) -> tuple[Image.Image, str, str]:
     if len(request.images) < 2:
         raise InvalidInput("Composing needs at least two images.", "合成至少需要两张图片。")
-    inputs = [images.decode_image(data) for data in request.images]
+    inputs = [image_codec.decode_image(data) for data in request.images]
     prompt = request.prompt
     count = len(inputs)
     if _STYLE_WORDS.search(prompt):
@@ -983,7 +983,9 @@ def _compose(request: GenerationRequest) -> tuple[Image.Image, str, str]:
         ):
             en += "; no layout named, so tiled by default"
             zh += "；未指定方式，默认拼接"
-    return _variant(request.candidate_index, images.fit_within(picture, MAX_OUTPUT_SIDE), en, zh)
+    return _variant(
+        request.candidate_index, image_codec.fit_within(picture, MAX_OUTPUT_SIDE), en, zh
+    )
 
 
 def _common_mode(inputs: list[Image.Image]) -> str:

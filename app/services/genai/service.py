@@ -24,8 +24,8 @@ from tenacity import (
 
 from app.errors import AppError, UpstreamError
 from app.services.genai.catalog import Catalog
+from app.services.genai.contracts import GenerationRequest, Provider, ProviderResult
 from app.services.genai.gate import LocalGate
-from app.services.genai.types import GenerationRequest, Provider, ProviderResult
 
 log = logging.getLogger("nano_banana.genai")
 

@@ -7,11 +7,13 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
+from app.cli import backup
+
 
 def register_cli(app: Flask) -> None:
     app.cli.add_command(create_user_command)
     app.cli.add_command(sessions_group)
-    app.cli.add_command(__import__("app.backup").backup.backup_command)
+    app.cli.add_command(backup.backup_command)
     app.cli.add_command(nano_group)
 
 
@@ -57,15 +59,15 @@ def _run_and_save(kind, prompt, paths, output, model, aspect_ratio, seed, count)
     from pathlib import Path
 
     from app.errors import AppError
-    from app.services import imaging
+    from app.services import generation
 
     uploads = [Path(path).read_bytes() for path in paths]
-    params = imaging.ImagingParams(
+    params = generation.ImagingParams(
         model=model, aspect_ratio=aspect_ratio, seed=seed, candidate_count=count
     )
     with current_app.test_request_context():
         try:
-            result = imaging.run(
+            result = generation.run(
                 kind=kind, prompt=prompt, params=params, user=None, uploads=uploads
             )
         except AppError as error:

@@ -48,7 +48,7 @@ class DatabaseSessionInterface(SessionlessPathsMixin, ServerSideSessionInterface
         super().__init__(app, key_prefix="", cleanup_n_requests=None)
 
     def _register_cleanup_app_command(self) -> None:
-        # The CLI group in app/cli.py owns the cleanup command.
+        # The CLI group in app/cli/__init__.py owns the cleanup command.
         pass
 
     def _retrieve_session_data(self, store_id: str) -> dict | None:

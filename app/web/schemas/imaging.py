@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from flask_openapi3 import FileStorage
 from pydantic import BeforeValidator, ConfigDict, Field
 
-from app.schemas import MAX_ID, MessageOut, Schema
+from app.web.schemas.common import MAX_ID, MessageOut, Schema
 
 INT32 = 2**31 - 1
 

@@ -16,10 +16,10 @@ from flask import current_app
 from app.errors import AppError, ImageTooLarge, InvalidInput, NotFound, UpstreamError
 from app.extensions import db
 from app.models import User
-from app.services import conversations, library
+from app.services import conversations, stored_images
+from app.services.genai.contracts import GenerationRequest, Kind
 from app.services.genai.service import GenAIService
-from app.services.genai.types import GenerationRequest, Kind
-from app.services.images import CleanImage, ingest_image, to_png
+from app.services.image_codec import CleanImage, ingest_image, to_png
 
 MIN_IMAGES = {"generate": 0, "edit": 1, "compose": 2}
 
@@ -161,7 +161,7 @@ def run(
             inputs,
             model.id,
             duration_ms,
-            outputs=[library.save(image) for image in outputs],
+            outputs=[stored_images.save(image) for image in outputs],
             texts=outcome.texts,
             finish_reasons=outcome.finish_reasons,
             usage=outcome.usage,
@@ -207,7 +207,7 @@ def _source_images(user: User | None, image_ids: list[int]) -> list[CleanImage]:
     images = []
     for image_id in image_ids:
         try:
-            image = library.readable_image(user, image_id)
+            image = stored_images.readable_image(user, image_id)
         except NotFound:
             raise NotFound(
                 f"Image {image_id} does not exist or is not yours.",
@@ -215,7 +215,9 @@ def _source_images(user: User | None, image_ids: list[int]) -> list[CleanImage]:
                 code="image_not_found",
             ) from None
         images.append(
-            CleanImage(data=library.image_bytes(image), width=image.width, height=image.height)
+            CleanImage(
+                data=stored_images.image_bytes(image), width=image.width, height=image.height
+            )
         )
     return images
 
@@ -245,7 +247,7 @@ def _turn(
         kind=kind,
         prompt=prompt,
         params=params.recorded(),
-        inputs=[library.save(image) for image in inputs],
+        inputs=[stored_images.save(image) for image in inputs],
         model=model_id,
         duration_ms=duration_ms,
         **outcome,

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from app.errors import NotFound
 from app.extensions import db
 from app.models import Conversation, Image, Message, MessageImage, User
-from app.services.image_store import ImageStore
+from app.services.image_files import ImageStore
 
 THUMB_SIZE = 256
 THUMB_MIME = "image/webp"
@@ -102,7 +102,7 @@ def remove_files(hashes: Iterable[str]) -> None:
     hashes = sorted(set(hashes))
     if not hashes:
         return
-    from app.db_setup import write_transaction
+    from app.db import write_transaction
 
     with write_transaction() as session:
         lock_images(session, hashes)
@@ -151,7 +151,7 @@ def thumbnail_bytes(image: Image) -> bytes:
     cached = store().get(image.sha256, THUMB_MIME, variant="thumb")
     if cached is not None:
         return cached
-    from app.services.images import make_thumbnail
+    from app.services.image_codec import make_thumbnail
 
     data, mime = make_thumbnail(image_bytes(image), THUMB_SIZE)
     store().put(data, mime, variant="thumb", sha256=image.sha256)

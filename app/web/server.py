@@ -161,7 +161,7 @@ class _JsonErrorTask(ErrorTask):
     keep waitress's internals (its limits) to itself."""
 
     def execute(self):
-        from app.http_errors import HTTP_MESSAGES
+        from app.web.errors import HTTP_MESSAGES
 
         error = self.request.error
         fallback = HTTP_MESSAGES[500 if error.code >= 500 else 400]
