@@ -1,24 +1,27 @@
 """Domain errors. Services raise these; app/web/errors.py turns them into the
-one JSON error shape. Nothing here knows about Flask or HTTP requests.
+one JSON error shape. Nothing here knows about HTTP requests.
 
 Each error carries a stable ``code`` (what clients branch on), the HTTP
-``status`` it maps to, and its message in English and Chinese. ``hint`` is the
-fix, when there is one.
+``status`` it maps to, and one ``message`` from the catalogue (app/i18n.py),
+rendered in the caller's language when the answer is written. A raise site
+with more to say passes its own: ``InvalidInput(_l("… %(name)s …", name=…))``.
 """
 
 from __future__ import annotations
+
+from typing import Any
+
+from app.i18n import _l, translate
 
 
 class AppError(Exception):
     code = "error"
     status = 400
-    message_en = "Request failed."
-    message_zh = "请求失败。"
+    message: Any = _l("Request failed.")
 
     def __init__(
         self,
-        message_en: str | None = None,
-        message_zh: str | None = None,
+        message: Any = None,
         *,
         code: str | None = None,
         status: int | None = None,
@@ -29,90 +32,55 @@ class AppError(Exception):
             self.code = code
         if status:
             self.status = status
-        if message_en:
-            self.message_en = message_en
-        if message_zh:
-            self.message_zh = message_zh
-        elif message_en:
-            # A specific English text beats a generic Chinese one; callers pass
-            # both whenever they can.
-            self.message_zh = message_en
+        if message is not None:
+            self.message = message
         self.retry_after = retry_after
         self.extra = extra or {}
-        super().__init__(self.message_en)
+        super().__init__(self.text("en"))
 
-    def message(self, lang: str) -> str:
-        return self.message_zh if lang == "zh" else self.message_en
+    def __init_subclass__(
+        cls, *, code: str | None = None, status: int | None = None, message: Any = None, **kwargs
+    ) -> None:
+        """A subclass declares what it differs in, in its class statement
+        (`class NotFound(AppError, code=…, status=…, message=…)`) or as class
+        attributes."""
+        super().__init_subclass__(**kwargs)
+        for name, value in (("code", code), ("status", status), ("message", message)):
+            if value is not None:
+                setattr(cls, name, value)
 
-
-class NotFound(AppError):
-    code = "not_found"
-    status = 404
-    message_en = "Not found."
-    message_zh = "未找到。"
-
-
-class Conflict(AppError):
-    code = "conflict"
-    status = 409
-    message_en = "Conflict."
-    message_zh = "冲突。"
-
-
-class Unauthorized(AppError):
-    code = "unauthorized"
-    status = 401
-    message_en = "Please log in."
-    message_zh = "请先登录。"
+    def text(self, language: str | None = None) -> str:
+        """The message in `language` ("en" for logs, the CLI and recorded
+        failures), or in the request's when None."""
+        return str(self.message) if language is None else translate(self.message, language)
 
 
-class InvalidInput(AppError):
-    code = "invalid_input"
-    status = 400
-    message_en = "Invalid input."
-    message_zh = "输入无效。"
+# One line each, a table: what a client branches on (code), the HTTP status,
+# and what a person reads.
+# fmt: off
+class NotFound(AppError, code="not_found", status=404, message=_l("Not found.")): ...
+class Conflict(AppError, code="conflict", status=409, message=_l("Conflict.")): ...
+class Unauthorized(AppError, code="unauthorized", status=401, message=_l("Please log in.")): ...
+class Forbidden(AppError, code="forbidden", status=403, message=_l("Only an administrator can do this.")): ...
+class QuotaExceeded(AppError, code="quota_exceeded", status=429, message=_l("Your image quota is used up.")): ...
+class BudgetExhausted(AppError, code="budget_exhausted", status=429, message=_l("This server's monthly spending budget is used up.")): ...
+class InvalidInput(AppError, code="invalid_input", status=400, message=_l("Invalid input.")): ...
+class Busy(AppError, code="busy", status=503, message=_l("The server is busy generating other images. Try again shortly.")): ...
+class InvalidImage(AppError, code="invalid_image", status=400, message=_l("The file is not a readable image (corrupt or truncated).")): ...
+class UnsupportedImage(AppError, code="unsupported_image", status=415, message=_l("Unsupported image format. Use PNG, JPEG, WEBP or GIF.")): ...
+class ImageTooLarge(AppError, code="image_too_large", status=413, message=_l("The image is too large.")): ...
+# fmt: on
 
 
-class Busy(AppError):
-    code = "busy"
-    status = 503
-    message_en = "The server is busy generating other images. Try again shortly."
-    message_zh = "服务器正忙于生成其他图片，请稍后重试。"
-
-
-class UpstreamError(AppError):
+class UpstreamError(AppError, code="upstream_error", status=502):
     """A fault of the upstream model (or of reaching it).
 
     ``retryable`` says whether the same call may succeed if tried again;
     ``retry_after`` (seconds) is the upstream's own RetryInfo when it gave one.
     """
 
-    code = "upstream_error"
-    status = 502
-    message_en = "The image model returned an error."
-    message_zh = "图像模型返回错误。"
+    message = _l("The image model returned an error.")
 
     def __init__(self, *args, retryable: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.retryable = retryable
-
-
-class InvalidImage(AppError):
-    code = "invalid_image"
-    status = 400
-    message_en = "The file is not a readable image (corrupt or truncated)."
-    message_zh = "文件不是可读取的图片（已损坏或不完整）。"
-
-
-class UnsupportedImage(AppError):
-    code = "unsupported_image"
-    status = 415
-    message_en = "Unsupported image format. Use PNG, JPEG, WEBP or GIF."
-    message_zh = "不支持的图片格式，请使用 PNG、JPEG、WEBP 或 GIF。"
-
-
-class ImageTooLarge(AppError):
-    code = "image_too_large"
-    status = 413
-    message_en = "The image is too large."
-    message_zh = "图片过大。"
