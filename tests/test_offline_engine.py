@@ -1,5 +1,6 @@
-"""The offline engine (app/services/genai/offline.py): no key, no network,
-deterministic, and it does what the prompt names."""
+"""The offline engine (app/services/genai/offline/): no key, no network,
+deterministic, and it does what the prompt names, within bounds whatever the
+prompt."""
 
 from __future__ import annotations
 
@@ -10,15 +11,46 @@ import struct
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageOps, ImageStat
 
-from app.errors import InvalidInput
+from app.errors import InvalidInput, UpstreamError
+from app.i18n import translate
 from app.services.genai.contracts import GenerationRequest
-from app.services.genai.offline import OfflineProvider
+from app.services.genai.offline import (
+    COLOURS,
+    MAX_EDIT_OPERATIONS,
+    OfflineProvider,
+    edit_ops,
+    edit_parser,
+    edit_words,
+    editor,
+    parse_edit_operations,
+)
+from app.services.genai.offline.edit_ops import (
+    Blur,
+    Border,
+    Brightness,
+    Contrast,
+    CropSquare,
+    Flip,
+    Grayscale,
+    Invert,
+    Mirror,
+    Pixelate,
+    Resize,
+    Rotate,
+    Sepia,
+    Sharpen,
+    Tint,
+)
+from app.services.genai.offline.edit_parser import read_edit
 
 RED = (255, 0, 0)
 GREY = (128, 128, 128)
 MARKER = 8  # side of the red square painted in the top-left corner
+MAX_PROMPT = 20_000  # the longest prompt the API accepts
 
 
 # --- helpers -----------------------------------------------------------------
@@ -289,15 +321,16 @@ def test_result_metadata(provider):
 
 
 def test_generating_1024_square_is_fast(provider):
-    # A regression guard, not a benchmark: it takes ~30 ms on an idle machine;
-    # best of three under a bound that a loaded CI runner still meets.
+    # A regression guard against a pathological slowdown, not a benchmark
+    # (bench/ measures speed): a loaded CI runner meets it by far.
+
     request = generate_request(prompt="a banana under a starry night sky", image_size="1K")
     timings = []
     for _ in range(3):
         started = time.perf_counter()
         provider.generate(request)
         timings.append(time.perf_counter() - started)
-    assert min(timings) < 0.4
+    assert min(timings) < 2.0
 
 
 # --- edit: one test per operation, English and Chinese -------------------------
@@ -505,7 +538,7 @@ def test_operations_apply_in_prompt_order(provider):
 
 def test_text_lists_every_applied_operation(provider):
     _, text = run(provider, "edit", "先变成黑白，再顺时针旋转90度", marked())
-    assert text == "Applied: grayscale, rotate 90° clockwise / 已应用：黑白，顺时针旋转 90°"
+    assert text == "Applied: grayscale, rotate 90° clockwise / 已应用：黑白、顺时针旋转 90°"
 
 
 def test_colour_operations_keep_alpha(provider):
@@ -541,6 +574,330 @@ def test_edit_without_an_image_is_invalid_input(provider):
 def test_edit_output_stays_within_4096(provider):
     after, _ = run(provider, "edit", "resize 400%", Image.new("RGB", (2000, 10)))
     assert after.size == (4096, 20)
+
+
+# --- edit: reading long and hostile prompts ----------------------------------------
+
+NAMED_RED, NAMED_BLUE, NAMED_WHITE = COLOURS["red"], COLOURS["blue"], COLOURS["white"]
+# Clauses whose meaning is known, to build prompts whose reading is known.
+CLAUSES = [
+    ("make it black and white", Grayscale()),
+    ("灰度", Grayscale()),
+    ("vintage look", Sepia()),
+    ("复古", Sepia()),
+    ("invert the colours", Invert()),
+    ("反色", Invert()),
+    ("flip it horizontally", Mirror()),
+    ("镜像", Mirror()),
+    ("turn it upside down", Flip()),
+    ("上下翻转", Flip()),
+    ("rotate 90", Rotate(90.0)),
+    ("rotate by 30 degrees to the left", Rotate(-30.0)),
+    ("逆时针旋转45度", Rotate(-45.0)),
+    ("向右转", Rotate(90.0)),
+    ("blur 3", Blur(3.0)),
+    ("模糊", Blur(None)),
+    ("sharpen", Sharpen()),
+    ("锐化", Sharpen()),
+    ("brighter", Brightness(brighter=True)),
+    ("变暗", Brightness(brighter=False)),
+    ("less contrast", Contrast(less=True)),
+    ("提高对比度", Contrast(less=False)),
+    ("pixelate 8", Pixelate(8)),
+    ("马赛克", Pixelate(None)),
+    ("crop square", CropSquare()),
+    ("裁剪成正方形", CropSquare()),
+    ("resize 50%", Resize(scale=0.5)),
+    ("resize to 30x20", Resize(size=(30, 20))),
+    ("缩小一半", Resize(scale=0.5)),
+    ("add a thick red border", Border(NAMED_RED, None, 2.0)),
+    ("frame 10px", Border(NAMED_WHITE, 10, 1.0)),
+    ("加一个蓝色边框", Border(NAMED_BLUE, None, 1.0)),
+    ("make it purple", Tint(COLOURS["purple"])),
+    ("金黄色", Tint(COLOURS["gold"])),
+]
+BREAKS = [", ", "，", "; ", ". ", " then ", "然后", "\n", "、", " and ", "再"]
+# Any run of these reads as one space (a newline would end a clause).
+SPACES = ["", " ", "   ", "\t", "\u3000", "\xa0", " " * 300]
+
+
+@st.composite
+def known_prompts(draw):
+    """(prompt, the operations it names): clauses joined by clause breaks,
+    with runs of whitespace around them and English in any case."""
+    picked = draw(st.lists(st.sampled_from(CLAUSES), min_size=1, max_size=40))
+    parts = []
+    for index, (words, _) in enumerate(picked):
+        if index:
+            parts += (draw(st.sampled_from(SPACES)), draw(st.sampled_from(BREAKS)))
+            parts.append(draw(st.sampled_from(SPACES)))
+        parts.append(words.upper() if draw(st.booleans()) else words)
+    return "".join(parts), [operation for _, operation in picked]
+
+
+@settings(max_examples=300, deadline=None)
+@given(known_prompts())
+def test_prompts_of_known_clauses_read_as_those_operations(case):
+    prompt, named = case
+    assert parse_edit_operations(prompt) == named
+    read = read_edit(prompt, limit=MAX_EDIT_OPERATIONS)
+    assert read.operations == named[:MAX_EDIT_OPERATIONS]
+    assert read.named == len(named)
+
+
+def repeated(unit: str, length: int = MAX_PROMPT) -> tuple[str, int]:
+    """`unit` as many whole times as fit in `length` characters, and how many."""
+    times = length // len(unit)
+    return unit * times, times
+
+
+HOSTILE = [
+    # the issue's prompt, at the maximum length: one 1 px border per clause
+    ("描边1像素,", [Border(NAMED_WHITE, 1, 1.0)]),
+    ("描边1像素，", [Border(NAMED_WHITE, 1, 1.0)]),
+    ("512 px border, ", [Border(NAMED_WHITE, 512, 1.0)]),
+    ("border and ", [Border(NAMED_WHITE, None, 1.0)]),
+    ("rotate 45, ", [Rotate(45.0)]),
+    ("旋转45度", [Rotate(45.0)]),
+    ("add a thick red border, ", [Border(NAMED_RED, None, 2.0)]),
+    ("黑白", [Grayscale()]),
+    ("紫色", [Tint(COLOURS["purple"])]),
+    ("red, ", [Tint(NAMED_RED)]),
+    ("描边", [Border(NAMED_WHITE, None, 1.0)]),
+    ("resize 400% ", [Resize(scale=4.0)]),
+    ("pixelate 2 and ", [Pixelate(2)]),
+    ("降低对比度", [Contrast(less=True)]),
+    ("flip horizontally then ", [Mirror()]),
+    ("black and white and red and ", [Grayscale(), Tint(NAMED_RED)]),
+]
+
+
+@pytest.mark.parametrize(("unit", "named"), HOSTILE, ids=[unit for unit, _ in HOSTILE])
+def test_a_clause_repeated_to_the_maximum_length_reads_every_time(unit, named):
+    prompt, times = repeated(unit)
+    read = read_edit(prompt, limit=MAX_EDIT_OPERATIONS)
+    assert read.named == len(named) * times
+    assert read.operations == (named * MAX_EDIT_OPERATIONS)[:MAX_EDIT_OPERATIONS]
+
+
+@pytest.mark.parametrize(
+    ("prompt", "named", "first"),
+    [
+        # each border takes the nearest colour not yet taken, on either side
+        ("红" * 10_000 + "描边" * 5_000, 10_000, [Tint(NAMED_RED)] * 16),
+        ("描边" * 5_000 + "红" * 10_000, 10_000, [Border(NAMED_RED, None, 1.0)] * 16),
+        ("边框" * 10_000, 10_000, [Border(NAMED_WHITE, None, 1.0)] * 16),
+        # long runs of one character: nothing to backtrack over
+        ("red" + " " * (MAX_PROMPT - 3), 1, [Tint(NAMED_RED)]),
+        ("grey" + " " * (MAX_PROMPT - 4), 1, [Tint(COLOURS["gray"])]),
+        (" " * (MAX_PROMPT - 2) + "旋转", 1, [Rotate(90.0)]),
+        ("旋转" + "\n" * (MAX_PROMPT - 2), 1, [Rotate(90.0)]),
+        ("对比" + " \t" * (MAX_PROMPT // 2 - 1), 1, [Contrast(less=False)]),
+        ("1" * MAX_PROMPT, 0, []),
+        ("，" * MAX_PROMPT, 0, []),
+        (" and" * (MAX_PROMPT // 4), 0, []),
+        # numbers far past any bound are clamped, not read digit by digit
+        ("边框" + "9" * (MAX_PROMPT - 4) + "px", 1, [Border(NAMED_WHITE, 512, 1.0)]),
+        ("旋转" + "1" * (MAX_PROMPT - 2), 1, [Rotate(1e9)]),
+        ("pixelate " + "9" * (MAX_PROMPT - 9), 1, [Pixelate(10**9)]),
+        ("resize " + "9" * (MAX_PROMPT - 8) + "%", 1, [Resize(scale=1e7)]),
+    ],
+    ids=lambda value: value[:12] if isinstance(value, str) else None,
+)
+def test_hostile_prompts_at_the_maximum_length_read_as_named(prompt, named, first):
+    assert len(prompt) <= MAX_PROMPT
+    read = read_edit(prompt, limit=MAX_EDIT_OPERATIONS)
+    assert read.named == named
+    assert read.operations == first
+
+
+@pytest.mark.parametrize(
+    ("prompt", "named"),
+    [
+        # the nearest colour in the border's clause; the earlier one on a tie
+        ("红 描边蓝", [Border(NAMED_RED, None, 1.0), Tint(NAMED_BLUE)]),
+        ("红  描边蓝", [Tint(NAMED_RED), Border(NAMED_BLUE, None, 1.0)]),
+        ("blue sky, and a red frame 5px", [Tint(NAMED_BLUE), Border(NAMED_RED, 5, 1.0)]),
+        # a break inside another operation's words ends no clause
+        ("black and white border", [Grayscale(), Border(NAMED_WHITE, None, 1.0)]),
+        (
+            "red, black and white border",
+            [Tint(NAMED_RED), Grayscale(), Border(NAMED_WHITE, None, 1.0)],
+        ),
+        ("red black and white border", [Grayscale(), Border(NAMED_RED, None, 1.0)]),
+    ],
+)
+def test_a_border_takes_the_nearest_colour_of_its_clause(prompt, named):
+    assert parse_edit_operations(prompt) == named
+
+
+def test_reading_ignores_case_and_the_length_of_whitespace():
+    prompt = "Rotate  by 30\tDEGREES to the LEFT,\u3000add a THICK Red border"
+    assert parse_edit_operations(prompt) == [Rotate(-30.0), Border(NAMED_RED, None, 2.0)]
+    # İ, ı, K (Kelvin) and ſ match i, k and s when ignoring case, as before
+    assert parse_edit_operations("ſepia, pin\u212a") == [Sepia(), Tint(COLOURS["pink"])]
+
+
+def test_an_english_word_inside_another_word_is_not_read():
+    assert parse_edit_operations("unfreddy bordered stars") == []
+    assert parse_edit_operations("请blur一下") == [Blur(None)]
+
+
+def test_no_pattern_matches_an_empty_string():
+    # The reader skips empty matches; none should exist for it to skip.
+    patterns = [pattern for rule in edit_parser._RULES for pattern in rule.patterns]
+    for words in [*patterns, edit_words.BORDER, edit_words.CLAUSE_BREAK, edit_words.COLOUR]:
+        assert words.pattern.match("") is None, words.pattern.pattern
+
+
+# --- edit: bounds ---------------------------------------------------------------------
+
+
+def english_text(provider, prompt, image, **fields):
+    return run(provider, "edit", prompt, image, language="en", **fields)
+
+
+def test_operations_past_the_cap_are_ignored_and_the_reply_says_so(provider):
+    prompt = ", ".join(["invert"] * (MAX_EDIT_OPERATIONS + 4))
+    after, text = english_text(provider, prompt, colourful())
+    assert text.count("invert") == MAX_EDIT_OPERATIONS
+    assert "(4 more ignored" in text and str(MAX_EDIT_OPERATIONS) in text
+    assert after.tobytes() == colourful().tobytes()  # an even number of inversions
+    _, chinese = run(provider, "edit", prompt, colourful(), language="zh")
+    assert "另有 4 项被忽略" in chinese and "invert" not in chinese
+
+
+def test_sixteen_operations_are_not_capped(provider):
+    prompt = ", ".join(["invert"] * MAX_EDIT_OPERATIONS)
+    _, text = english_text(provider, prompt, colourful())
+    assert "ignored" not in text
+
+
+@pytest.fixture
+def small_budget(monkeypatch):
+    """A 64 px / 3000 pixel budget, so that the bounds show on small pictures."""
+    monkeypatch.setattr(editor, "MAX_OUTPUT_SIDE", 64)
+    monkeypatch.setattr(editor, "MAX_EDIT_PIXELS", 3000)
+    return edit_ops.PixelBudget(64, 3000)
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "add a 512 px border, " * 16,
+        "rotate 45, " * 12,
+        "resize to 4096x4096",
+        "resize 400%, rotate 30, border 20px",
+        "旋转45度" * 16,
+    ],
+)
+def test_growing_steps_stay_within_the_pixel_budget(provider, small_budget, prompt):
+    after, _ = english_text(provider, prompt, colourful((40, 30)))
+    assert small_budget.allows(after.size), after.size
+    assert after.width * after.height > 1500  # clamped to the budget, not to nothing
+
+
+def test_an_input_larger_than_the_budget_keeps_its_size_but_cannot_grow(provider, small_budget):
+    before = colourful((60, 60))  # 3600 pixels, over the 3000 of the budget
+    same, _ = english_text(provider, "invert", before)
+    assert same.size == (60, 60)
+    framed, text = english_text(provider, "border 5px", before)
+    assert framed.width * framed.height <= 3600 and max(framed.size) <= 64
+    assert "scaled down to stay within 64 px a side and 0.0036 megapixels" in text
+
+
+def spy(monkeypatch, owner, name, calls):
+    original = getattr(owner, name)
+
+    def record(*args, **kwargs):
+        result = original(*args, **kwargs)
+        calls.append((args[0].size, result.size))
+        return result
+
+    monkeypatch.setattr(owner, name, record)
+
+
+@pytest.mark.parametrize(
+    ("operation", "owner", "name"),
+    [
+        (Rotate(45.0), Image.Image, "rotate"),
+        (Rotate(-10.0), Image.Image, "rotate"),
+        (Border(NAMED_RED, 40, 1.0), ImageOps, "expand"),
+        (Border(NAMED_RED, None, 2.0), ImageOps, "expand"),
+    ],
+    ids=["rotate 45", "rotate -10", "border 40", "thick border"],
+)
+def test_a_growing_step_shrinks_its_input_before_it_allocates(monkeypatch, operation, owner, name):
+    calls = []
+    spy(monkeypatch, owner, name, calls)
+    budget = edit_ops.PixelBudget(max_side=100, max_pixels=6000)
+    applied = operation.apply(colourful((90, 70)), budget)
+    ((given, made),) = calls
+    assert budget.allows(made), made  # what the step itself allocated fits
+    assert given[0] * given[1] < 90 * 70  # because its input was shrunk first
+    assert applied.image.size == made
+    assert "scaled down" in translate(applied.label, "en")
+    assert "已缩小" in translate(applied.label, "zh")
+
+
+@pytest.mark.parametrize(
+    "size",
+    [(1, 1), (3, 1), (1, 4000), (97, 13), (640, 480)],
+    ids=lambda size: "x".join(map(str, size)),
+)
+@pytest.mark.parametrize("degrees", [1.0, 30.0, 45.0, 89.9, 135.0, 333.3])
+def test_rotation_never_passes_the_budget(size, degrees):
+    budget = edit_ops.PixelBudget(max_side=300, max_pixels=20_000)
+    image = Image.new("RGB", size, GREY)
+    if not budget.allows(size):
+        image = image.resize(budget.fit(size))
+    turned = Rotate(degrees).apply(image, budget).image
+    assert budget.allows(turned.size), turned.size
+
+
+def test_resize_and_pixel_budget_agree_on_a_long_thin_picture():
+    budget = edit_ops.PixelBudget(max_side=4096, max_pixels=2048 * 2048)
+    assert budget.fit((8000, 40)) == (4096, 20)  # the side binds
+    assert budget.fit((8000, 8000)) == (2048, 2048)  # the pixel count binds
+    assert budget.fit((0, 0)) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "label"),
+    [
+        ("resize " + "9" * 400 + "%", "resize to 2364×1773"),  # was OverflowError: a 500
+        ("pixelate " + "9" * 5000, "pixelate (64 px blocks)"),  # was int()'s 4300-digit limit
+        ("border " + "9" * 5000 + "px", "white border (512 px)"),
+        ("rotate " + "9" * 400, "rotate 1e+09° clockwise"),  # was NaN degrees
+    ],
+    ids=["resize", "pixelate", "border", "rotate"],
+)
+def test_numbers_past_every_bound_are_clamped(provider, prompt, label):
+    after, text = english_text(provider, prompt, colourful())
+    assert label in text
+    assert after.width * after.height <= editor.MAX_EDIT_PIXELS
+
+
+def test_an_edit_that_runs_out_of_time_stops_between_steps():
+    ticks = iter(range(100))
+    request = GenerationRequest(
+        kind="edit", prompt="invert, invert, invert, invert", model="m", images=(png(colourful()),)
+    )
+    with pytest.raises(UpstreamError) as raised:
+        # The clock reads 0 at the start, then one second more at each step.
+        editor.edit(request, time_budget_s=2.5, clock=lambda: next(ticks))
+    error = raised.value
+    assert (error.code, error.status, error.retryable) == ("upstream_timeout", 504, False)
+    assert "after 2 of 4 edit steps" in error.text("en")
+    assert "4 个编辑步骤中的 2 个" in error.text("zh")
+
+
+def test_provider_passes_its_time_budget_to_the_edit():
+    impatient = OfflineProvider(edit_time_budget_s=-1)
+    with pytest.raises(UpstreamError):
+        impatient.generate(
+            GenerationRequest(kind="edit", prompt="invert", model="m", images=(png(colourful()),))
+        )
 
 
 # --- compose -------------------------------------------------------------------
