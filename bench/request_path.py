@@ -23,15 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from PIL import Image
-
-from tests.conftest import make_app
-
-
-def tiny_png() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (8, 8), "yellow").save(buffer, "PNG")
-    return buffer.getvalue()
+from tests.support.app import make_app
+from tests.support.auth import AuthActions
+from tests.support.images import png_bytes
 
 
 def per_request_us(call, rounds: int) -> float:
@@ -52,13 +46,12 @@ def main() -> None:
     limits = {name: "1000000/minute" for name in ("SIGNUP_RATE_LIMIT", "GENERATION_RATE_LIMIT")}
     app = make_app(Path(tempfile.mkdtemp(prefix="nb-bench-")), **limits)
     client = app.test_client()
-    body = client.post(
-        "/auth/signup", json={"username": "bench", "password": "correct-horse-1"}
-    ).get_json()
-    csrf = {"X-CSRF-Token": body["csrf_token"]}
+    auth = AuthActions(client)
+    assert auth.signup("bench").status_code == 201
+    csrf = auth.headers()
     conversation = client.post("/conversations", json={"title": "bench"}, headers=csrf)
     conv_id = conversation.get_json()["id"]
-    png = tiny_png()
+    png = png_bytes("yellow", size=(8, 8))
 
     def edit():
         response = client.post(

@@ -69,17 +69,16 @@ def _wait_http(port: int, path: str, process: subprocess.Popen, log: Path | None
 
 
 class FakeGemini:
-    """``tests/fake_gemini.py`` as a subprocess, controlled over HTTP."""
+    """``python -m tests.fake_gemini`` as a subprocess, controlled over HTTP."""
 
     def __init__(self, latency: float = 0.0, image_kb: int | None = None) -> None:
         self.port = free_port()
-        script = ROOT / "tests" / "fake_gemini.py"
-        args = [PYTHON, str(script), "--port", str(self.port)]
+        args = [PYTHON, "-m", "tests.fake_gemini", "--port", str(self.port)]
         args += ["--latency", str(latency)]
         if image_kb:
             args += ["--image-kb", str(image_kb)]
         self.process = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+            args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT
         )
         line = self.process.stdout.readline()  # {"url": ...} once bound
         if not line:

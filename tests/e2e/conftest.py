@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_service
 from tests.e2e.helpers import DESKTOP, goto_ready
 from tests.fake_gemini import FakeGemini
+from tests.support.services import require_service
 from tests.wsgi_server import NO_LIMITS, WsgiServer, isolated_environment
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import io
 import time
 import uuid
 from pathlib import Path
+
+from tests.support.images import png_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "docs" / "screenshots"
@@ -24,12 +25,9 @@ def unique_name(prefix: str = "user") -> str:
 
 
 def png_file(tmp_path: Path, name: str, color: tuple[int, int, int], size=(96, 72)) -> Path:
-    from PIL import Image
-
+    """A PNG on disk, for the page's file input."""
     path = tmp_path / name
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, "PNG")
-    path.write_bytes(buffer.getvalue())
+    path.write_bytes(png_bytes(color, size))
     return path
 
 

@@ -1,4 +1,9 @@
-"""Images made in code for the imaging tests (no binary files in the repo)."""
+"""Images made in code (no binary files in the repo).
+
+`png_bytes` is the one plain-picture factory of the tests, the browser tests
+and the benchmarks; the others are pictures with a purpose (a marker to see
+rotations, an EXIF orientation, a decompression bomb).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,8 @@ import zlib
 from PIL import Image
 
 
-def png(color=(220, 190, 30), size=(48, 32), mode="RGB") -> bytes:
+def png_bytes(color=(200, 180, 40), size=(32, 24), mode="RGB") -> bytes:
+    """A PNG of one colour (an RGB tuple or a name Pillow knows)."""
     buffer = io.BytesIO()
     Image.new(mode, size, color).save(buffer, "PNG")
     return buffer.getvalue()
@@ -19,9 +25,7 @@ def png(color=(220, 190, 30), size=(48, 32), mode="RGB") -> bytes:
 def marked_png(size=(60, 40)) -> bytes:
     """Yellow with a red block in the top-left corner, to see rotations."""
     image = Image.new("RGB", size, (230, 200, 40))
-    for x in range(10):
-        for y in range(10):
-            image.putpixel((x, y), (255, 0, 0))
+    image.paste((255, 0, 0), (0, 0, 10, 10))
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     return buffer.getvalue()
@@ -30,9 +34,7 @@ def marked_png(size=(60, 40)) -> bytes:
 def exif_rotated_jpeg() -> bytes:
     """Stored 60x40 landscape with orientation 6: displayed upright it is 40x60."""
     image = Image.new("RGB", (60, 40), (30, 120, 220))
-    for x in range(10):
-        for y in range(10):
-            image.putpixel((x, y), (255, 0, 0))
+    image.paste((255, 0, 0), (0, 0, 10, 10))
     exif = Image.Exif()
     exif[0x0112] = 6
     exif[0x010F] = "SecretCam"
