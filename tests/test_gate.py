@@ -70,8 +70,9 @@ def test_waiting_past_the_queue_timeout_is_busy():
     gate = make_gate(queue_timeout_s=0.1)
     holder = hold(gate, 0.5)
     time.sleep(0.05)
-    with pytest.raises(Busy), gate.slot():
+    with pytest.raises(Busy) as refused, gate.slot():
         pass
+    assert refused.value.retry_after >= 1
     holder.join()
     assert gate.waiting == 0
 

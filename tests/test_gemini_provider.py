@@ -7,6 +7,7 @@ wire and checks what reached the wire and what the provider made of it.
 from __future__ import annotations
 
 import base64
+import datetime
 import io
 import json
 import re
@@ -22,10 +23,17 @@ import pytest
 from PIL import Image
 
 from app.errors import UpstreamError
-from app.services.genai.contracts import GenerationRequest
-from app.services.genai.gemini import GeminiProvider
+from app.services.genai import gemini_errors
+from app.services.genai.contracts import GenerationOptions, GenerationRequest
+from app.services.genai.gemini import (
+    IMAGE_OPTIONS,
+    OPTIONS_SENT_OTHERWISE,
+    SAMPLING_OPTIONS,
+    GeminiProvider,
+)
 from tests import fake_gemini as fakes
-from tests.fake_gemini import FakeGemini, fake_gemini  # noqa: F401
+from tests.fake_gemini import FakeGemini
+from tests.fake_gemini.plugin import fake_gemini  # noqa: F401
 
 API_KEY = "AIzaSyTESTKEY-0123456789abcdefghijklmnop"
 MODEL = "gemini-2.5-flash-image"
@@ -92,17 +100,17 @@ def failure(provider: GeminiProvider, request: GenerationRequest | None = None, 
 
 
 def test_every_parameter_reaches_the_wire_exactly(provider, fake_gemini):  # noqa: F811
-    provider.generate(
-        generation(
-            temperature=0.4,
-            top_p=0.8,
-            top_k=32,
-            seed=1234,
-            max_output_tokens=2048,
-            aspect_ratio="16:9",
-            image_size="2K",
-        )
+    options = GenerationOptions(
+        temperature=0.4,
+        top_p=0.8,
+        top_k=32,
+        seed=1234,
+        max_output_tokens=2048,
+        aspect_ratio="16:9",
+        image_size="2K",
+        candidate_count=3,  # N calls of one candidate, not one call of N
     )
+    provider.generate(generation(options=options))
 
     assert fake_gemini.requests[0].body["generationConfig"] == {
         "temperature": 0.4,
@@ -114,6 +122,19 @@ def test_every_parameter_reaches_the_wire_exactly(provider, fake_gemini):  # noq
         "responseModalities": ["TEXT", "IMAGE"],
         "imageConfig": {"aspectRatio": "16:9", "imageSize": "2K"},
     }
+
+
+def test_every_option_has_a_place_in_the_request():
+    # A new GenerationOptions field fails here until the provider maps it
+    # (or says why it sends it otherwise), instead of being silently dropped.
+    placed = [*SAMPLING_OPTIONS, *IMAGE_OPTIONS, *OPTIONS_SENT_OTHERWISE]
+    assert sorted(placed) == sorted(GenerationOptions.model_fields)
+
+
+def test_options_named_one_by_one_are_the_same_options():
+    loose = generation(seed=7, aspect_ratio="1:1")
+    assert loose == generation(options=GenerationOptions(seed=7, aspect_ratio="1:1"))
+    assert (loose.seed, loose.aspect_ratio, loose.temperature) == (7, "1:1", None)
 
 
 def test_unset_parameters_are_left_to_the_model(provider, fake_gemini):  # noqa: F811
@@ -220,7 +241,7 @@ def test_undecodable_images_are_dropped_when_a_good_one_came_too(
         {"inlineData": {"mimeType": "image/png", "data": junk}},
         {"inlineData": {"mimeType": "image/png", "data": fakes.DEFAULT_IMAGE_DATA}},
     ]
-    fake_gemini.enqueue(fakes.Fault("mixed", body=fakes._answer(parts)))
+    fake_gemini.enqueue(fakes.Fault("mixed", body=fakes.answer(parts)))
 
     result = provider.generate(generation())
 
@@ -274,8 +295,8 @@ def test_upstream_faults_map_to_stable_codes(
 
     assert (error.code, error.status, error.retryable) == (code, status, retryable)
     assert error.retry_after == retry_after
-    assert CJK.search(error.message_zh), "the Chinese message must be Chinese"
-    assert error.message_en != error.message_zh
+    assert CJK.search(error.text("zh")), "the Chinese message must be Chinese"
+    assert error.text("en") != error.text("zh")
 
 
 @pytest.mark.parametrize(
@@ -298,7 +319,7 @@ def test_upstream_faults_map_to_stable_codes(
                 403,
                 "PERMISSION_DENIED",
                 "Requests to this API method are blocked.",
-                [fakes._error_info("API_KEY_SERVICE_BLOCKED")],
+                [fakes.error_info("API_KEY_SERVICE_BLOCKED")],
             ),
             "upstream_key_restricted",
             502,
@@ -347,8 +368,8 @@ def test_daily_quota_is_exhausted_not_rate_limited(provider, fake_gemini):  # no
         429,
         False,
     )
-    # Seconds until midnight Pacific, when known.
-    assert error.retry_after is None or 0 <= error.retry_after <= 25 * 3600
+    # Seconds until midnight Pacific, when the quotas reset.
+    assert 0 < error.retry_after <= 25 * 3600
 
 
 def test_zero_quota_is_exhausted_with_a_billing_hint(provider, fake_gemini):  # noqa: F811
@@ -361,8 +382,26 @@ def test_zero_quota_is_exhausted_with_a_billing_hint(provider, fake_gemini):  # 
 
     assert error.code == "upstream_quota_exhausted"
     assert not error.retryable
-    assert "billing" in error.message_en
-    assert "结算" in error.message_zh
+    assert "billing" in error.text("en")
+    assert "结算" in error.text("zh")
+    # A 429 says when to come back: at the daily reset, the earliest it could pass.
+    assert 0 < error.retry_after <= 25 * 3600
+
+
+@pytest.mark.parametrize(
+    ("now", "hours"),
+    [
+        ("2025-01-15T23:30:00-08:00", 0.5),
+        ("2025-01-15T00:00:00-08:00", 24),
+        # The night clocks spring forward: that day has 23 hours.
+        ("2025-03-09T00:30:00-08:00", 22.5),
+        # ...and fall back: 25.
+        ("2025-11-02T00:30:00-07:00", 24.5),
+    ],
+)
+def test_daily_quota_resets_at_midnight_pacific(now, hours):
+    moment = datetime.datetime.fromisoformat(now)
+    assert gemini_errors.seconds_until_daily_reset(moment) == hours * 3600
 
 
 def test_restricted_key_message_gives_the_fix(provider, fake_gemini):  # noqa: F811
@@ -370,11 +409,11 @@ def test_restricted_key_message_gives_the_fix(provider, fake_gemini):  # noqa: F
 
     error = failure(provider)
 
-    assert "API_KEY_HTTP_REFERRER_BLOCKED" in error.message_en
-    for message in (error.message_en, error.message_zh):
+    assert "API_KEY_HTTP_REFERRER_BLOCKED" in error.text("en")
+    for message in (error.text("en"), error.text("zh")):
         assert "Generative Language API" in message
-    assert "Application restrictions to None" in error.message_en
-    assert "“应用限制”设为“无”" in error.message_zh
+    assert "Application restrictions to None" in error.text("en")
+    assert "“应用限制”设为“无”" in error.text("zh")
 
 
 def test_unsupported_region_message_points_to_relay_or_proxy(
@@ -385,7 +424,7 @@ def test_unsupported_region_message_points_to_relay_or_proxy(
 
     error = failure(provider)
 
-    for message in (error.message_en, error.message_zh):
+    for message in (error.text("en"), error.text("zh")):
         assert "GENAI_BASE_URL" in message
         assert "HTTPS_PROXY" in message
 
@@ -395,8 +434,8 @@ def test_model_not_found_names_the_model(provider, fake_gemini):  # noqa: F811
 
     error = failure(provider, generation(model="gemini-9-imaginary"))
 
-    assert "gemini-9-imaginary" in error.message_en
-    assert "gemini-9-imaginary" in error.message_zh
+    assert "gemini-9-imaginary" in error.text("en")
+    assert "gemini-9-imaginary" in error.text("zh")
     assert error.extra["model"] == "gemini-9-imaginary"
 
 
@@ -405,8 +444,8 @@ def test_rejected_request_carries_the_upstream_message(provider, fake_gemini):  
 
     error = failure(provider)
 
-    assert "Unsupported aspect ratio: 5:1" in error.message_en
-    assert "Unsupported aspect ratio: 5:1" in error.message_zh
+    assert "Unsupported aspect ratio: 5:1" in error.text("en")
+    assert "Unsupported aspect ratio: 5:1" in error.text("zh")
     assert error.extra["upstream_status"] == "INVALID_ARGUMENT"
 
 
@@ -416,8 +455,11 @@ def test_blocked_prompt_names_the_reason(provider, fake_gemini):  # noqa: F811
     error = failure(provider)
 
     assert error.extra == {"reason": "PROHIBITED_CONTENT", "stage": "prompt", "texts": []}
-    assert "PROHIBITED_CONTENT" in error.message_en
-    assert "PROHIBITED_CONTENT" in error.message_zh
+    assert "PROHIBITED_CONTENT" in error.text("en")
+    assert "PROHIBITED_CONTENT" in error.text("zh")
+    # The filter's name is a message of its own, rendered in the error's language.
+    assert "prohibited-content policy" in error.text("en")
+    assert "提示词被模型的违禁内容政策拦截" in error.text("zh")
 
 
 @pytest.mark.parametrize(
@@ -439,7 +481,8 @@ def test_safety_finish_keeps_the_reason_and_the_model_text(
         "stage": "output",
         "texts": ["I can't create that image."],
     }
-    assert "I can't create that image." in error.message_en
+    assert "The model said: I can't create that image." in error.text("en")
+    assert "模型回复：I can't create that image." in error.text("zh")
 
 
 def test_timeout_is_reported_quickly(make_provider, fake_gemini):  # noqa: F811
@@ -489,8 +532,8 @@ def test_api_key_in_upstream_text_is_scrubbed(provider, fake_gemini, fault):  # 
         [
             str(error),
             repr(error),
-            error.message_en,
-            error.message_zh,
+            error.text("en"),
+            error.text("zh"),
             json.dumps(error.extra, ensure_ascii=False),
             "".join(traceback.format_exception(error)),
         ]
@@ -505,7 +548,7 @@ def test_any_google_shaped_key_is_scrubbed(provider, fake_gemini):  # noqa: F811
 
     error = failure(provider)
 
-    assert relay_key not in error.message_en + json.dumps(error.extra)
+    assert relay_key not in error.text("en") + json.dumps(error.extra)
 
 
 # ---------------------------------------------------------------- one call, one request
@@ -669,11 +712,11 @@ def test_fake_can_be_scripted_and_inspected_over_http(provider, fake_gemini):  #
 
 
 def test_fake_runs_as_a_command(tmp_path):
-    script = Path(fakes.__file__)
     process = subprocess.Popen(
-        [sys.executable, str(script), "--port", "0", "--latency", "0"],
+        [sys.executable, "-m", "tests.fake_gemini", "--port", "0", "--latency", "0"],
         stdout=subprocess.PIPE,
         text=True,
+        cwd=Path(fakes.__file__).parents[2],
     )
     try:
         url = json.loads(process.stdout.readline())["url"]

@@ -4,14 +4,16 @@ fake Gemini server. Parameters, the gate, retries and the error mapping."""
 from __future__ import annotations
 
 import itertools
+import math
 import statistics
 import threading
 import time
 
 import pytest
 
+from app.services.genai import gemini_errors
 from tests import fake_gemini as fg
-from tests.conftest import GEMINI_TEST_KEY
+from tests.support.app import GEMINI_TEST_KEY
 
 
 @pytest.fixture
@@ -62,11 +64,11 @@ def test_unset_parameters_are_not_sent(gclient, fake_gemini):
 def test_edit_sends_the_image_inline(gclient, fake_gemini):
     import io
 
-    from tests.imaging_helpers import png
+    from tests.support.images import png_bytes
 
     response = gclient.post(
         "/v1/edit",
-        data={"prompt": "make it purple", "files": [(io.BytesIO(png()), "a.png")]},
+        data={"prompt": "make it purple", "files": [(io.BytesIO(png_bytes()), "a.png")]},
         content_type="multipart/form-data",
     )
     assert response.status_code == 200
@@ -78,7 +80,7 @@ def test_edit_sends_the_image_inline(gclient, fake_gemini):
 def test_outputs_are_png_whatever_upstream_sent(gclient, fake_gemini):
     fake_gemini.enqueue(fg.ok(mime="image/jpeg"))
     body = gclient.post("/v1/generate", json={"prompt": "x"}).get_json()
-    from tests.imaging_helpers import decode
+    from tests.support.images import decode
 
     assert decode(body["images"][0]).format == "PNG"
 
@@ -163,8 +165,58 @@ def test_upstream_faults_map_to_documented_errors(gclient, fake_gemini, fault, s
     assert body["error"] == code
     assert body["message"] == body["detail"]
     assert GEMINI_TEST_KEY not in response.get_data(as_text=True)
-    if status in (429, 503) and code != "upstream_quota_exhausted":
+    if status in (429, 503):
         assert int(response.headers["Retry-After"]) >= 1
+
+
+# ---- every 429 and 503 says when to come back (Retry-After) -----------------
+
+ZERO_QUOTA = fg.error(
+    429, "RESOURCE_EXHAUSTED", "Quota exceeded for metric: generate_content, limit: 0"
+)
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "code"),
+    [
+        (fg.overloaded(), 503, "upstream_overloaded"),
+        (fg.rate_limited(retry_delay=None), 429, "upstream_rate_limited"),
+    ],
+    ids=["overloaded", "rate_limited"],
+)
+def test_retries_run_out_without_retry_info_and_still_say_when(
+    gemini_app, fake_gemini, fault, status, code
+):
+    client = gemini_app(GENAI_MAX_RETRIES=2, GENAI_BACKOFF_MS=400).test_client()
+    fake_gemini.script([fault] * 3)
+    response = client.post("/v1/generate", json={"prompt": "x"})
+    assert (response.status_code, response.get_json()["error"]) == (status, code)
+    assert fake_gemini.calls == 3
+    # The backoff the next retry would have drawn from: 0.4 s * 2**2, rounded up.
+    assert response.headers["Retry-After"] == "2"
+
+
+@pytest.mark.parametrize(
+    "fault", [fg.quota_per_day(), ZERO_QUOTA], ids=["quota_per_day", "zero_quota"]
+)
+def test_exhausted_quota_says_to_come_back_after_the_daily_reset(gemini_app, fake_gemini, fault):
+    fake_gemini.script([fault])
+    response = gemini_app().test_client().post("/v1/generate", json={"prompt": "x"})
+    reset = gemini_errors.seconds_until_daily_reset()
+    assert response.get_json()["error"] == "upstream_quota_exhausted"
+    assert abs(int(response.headers["Retry-After"]) - reset) <= 2
+    assert fake_gemini.calls == 1
+
+
+def test_a_full_gate_says_when_to_come_back(gemini_app, fake_gemini):
+    app = gemini_app()
+    gate = app.extensions["genai"].gate
+    gate.is_full = lambda: True
+    response = app.test_client().post("/v1/generate", json={"prompt": "x"})
+    assert (response.status_code, response.get_json()["error"]) == (503, "busy")
+    # The gate's own guess (calls ahead / slots), not a generic default.
+    assert response.headers["Retry-After"] == str(math.ceil(gate.retry_after()))
+    assert fake_gemini.calls == 0
 
 
 def test_timeout_is_504(gemini_app, fake_gemini):
@@ -196,6 +248,8 @@ def test_gemini_forced_without_key_is_503(app_factory):
     response = app.test_client().post("/v1/generate", json={"prompt": "x"})
     assert response.status_code == 503
     assert response.get_json()["error"] == "provider_not_configured"
+    # An operator has to fix it: clients honouring the header wait minutes.
+    assert response.headers["Retry-After"] == "300"
 
 
 # ---- candidates ------------------------------------------------------------

@@ -11,8 +11,8 @@ import uuid
 import pytest
 
 from app.errors import Busy
-from app.services.genai.gate import WIRE_MARGIN_S
-from tests.conftest import connect_redis
+from app.services.genai.gate import WIRE_MARGIN_S, LocalGate
+from tests.support.services import connect_redis
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -134,7 +134,7 @@ def test_dead_holder_slot_returns_after_lease(make_gate, redis_client):
     # A process that took the slot and died: its lease is never renewed.
     seconds, micros = redis_client.time()
     now_ms = seconds * 1000 + micros // 1000
-    redis_client.zadd(gate.keys[0], {"dead-process": now_ms + 1000})
+    redis_client.zadd(gate.keys.slots, {"dead-process": now_ms + 1000})
     started = time.monotonic()
     with gate.slot():
         waited = time.monotonic() - started
@@ -178,3 +178,68 @@ def _raise_connection_error(*args, **kwargs):
     from redis.exceptions import ConnectionError as RedisConnectionError
 
     raise RedisConnectionError("gone")
+
+
+@pytest.fixture(params=["local", "redis"])
+def either_gate(request, make_gate):
+    """Both gates, for what the Gate protocol promises of each."""
+    settings = dict(max_concurrent=1, min_interval_s=0, max_queue=1, queue_timeout_s=5)
+    if request.param == "redis":
+        return make_gate(**settings)
+    return LocalGate(**settings)
+
+
+def test_either_gate_past_its_queue_refuses_at_once_and_says_when(either_gate):
+    gate = either_gate
+    holding, release = threading.Event(), threading.Event()
+
+    def holder():
+        with gate.slot():
+            holding.set()
+            release.wait(5)
+
+    def waiter():
+        with gate.slot():
+            pass
+
+    threads = [threading.Thread(target=holder)]
+    threads[0].start()
+    holding.wait(5)
+    threads.append(threading.Thread(target=waiter))
+    threads[1].start()
+    deadline = time.monotonic() + 2
+    while gate.waiting < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+    assert (gate.active, gate.waiting, gate.is_full()) == (1, 1, True)
+    started = time.monotonic()
+    with pytest.raises(Busy) as refused, gate.slot():
+        pass
+    assert time.monotonic() - started < 0.5
+    assert refused.value.retry_after >= 1 and gate.retry_after() >= 1
+
+    release.set()
+    for thread in threads:
+        thread.join()
+    assert (gate.active, gate.waiting, gate.is_full()) == (0, 0, False)
+    gate.close()
+
+
+def test_a_permit_waits_through_the_sleep_it_was_given(make_gate):
+    slept: list[float] = []
+
+    def sleep(seconds):
+        slept.append(seconds)
+        time.sleep(seconds)
+
+    gate = make_gate(min_interval_s=0.2, sleep=sleep)
+    with gate.slot() as first:
+        first.wait_for_start()
+        first.sent()
+    with gate.slot() as second:
+        second.wait_for_start()
+
+    # The interval was waited out through the sleep the gate was given (the
+    # few milliseconds between the two slots had already passed).
+    assert 0.15 < sum(slept) <= 0.2 + WIRE_MARGIN_S
+    assert second.started - first.started >= 0.2

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from app.errors import InvalidInput
+from app.i18n import _l
+from app.services.genai.contracts import GenerationOptions
 
 STANDARD_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
 DEFAULT_MODEL_ID = "gemini-3.1-flash-image"
@@ -87,39 +89,57 @@ class Catalog:
                 return model
         valid = ", ".join(model.id for model in self.models)
         raise InvalidInput(
-            f"Unknown model '{model_id}'. Valid models: {valid}.",
-            f"未知模型“{model_id}”。可用模型：{valid}。",
+            _l(
+                "Unknown model '%(model_id)s'. Valid models: %(valid)s.",
+                model_id=model_id,
+                valid=valid,
+            ),
             code="unknown_model",
             extra={"valid_models": [model.id for model in self.models]},
         )
 
-    def check_options(
-        self, model: ModelInfo, *, aspect_ratio: str | None, image_size: str | None, images: int
-    ) -> None:
+    def check_options(self, model: ModelInfo, options: GenerationOptions, *, images: int) -> None:
+        """Refuse what this model cannot do, before the upstream is called."""
+        aspect_ratio, image_size = options.aspect_ratio, options.image_size
         if aspect_ratio and aspect_ratio not in model.aspect_ratios:
             valid = ", ".join(model.aspect_ratios)
             raise InvalidInput(
-                f"{model.id} does not support aspect ratio {aspect_ratio}. Valid: {valid}.",
-                f"{model.id} 不支持宽高比 {aspect_ratio}。可用：{valid}。",
+                _l(
+                    "%(model_id)s does not support aspect ratio %(aspect_ratio)s. Valid: "
+                    "%(valid)s.",
+                    model_id=model.id,
+                    aspect_ratio=aspect_ratio,
+                    valid=valid,
+                ),
                 code="invalid_aspect_ratio",
             )
         if image_size and not model.image_sizes:
             # Nano Banana (2.5) has one output size: say so, not "Valid: ".
             raise InvalidInput(
-                f"{model.id} has a single image size; leave image_size out.",
-                f"{model.id} 只有一种图片尺寸，请不要设置 image_size。",
+                _l(
+                    "%(model_id)s has a single image size; leave image_size out.", model_id=model.id
+                ),
                 code="invalid_image_size",
             )
         if image_size and image_size not in model.image_sizes:
             valid = ", ".join(model.image_sizes)
             raise InvalidInput(
-                f"{model.id} does not support image size {image_size}. Valid: {valid}.",
-                f"{model.id} 不支持图片尺寸 {image_size}。可用：{valid}。",
+                _l(
+                    "%(model_id)s does not support image size %(image_size)s. Valid: %(valid)s.",
+                    model_id=model.id,
+                    image_size=image_size,
+                    valid=valid,
+                ),
                 code="invalid_image_size",
             )
         if images > model.max_input_images:
             raise InvalidInput(
-                f"{model.id} accepts at most {model.max_input_images} input images; got {images}.",
-                f"{model.id} 最多接受 {model.max_input_images} 张输入图片，收到 {images} 张。",
+                _l(
+                    "%(model_id)s accepts at most %(max_input_images)s input images; got "
+                    "%(images)s.",
+                    model_id=model.id,
+                    max_input_images=model.max_input_images,
+                    images=images,
+                ),
                 code="too_many_images",
             )

@@ -28,10 +28,11 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from app.errors import Busy
+from app.services.genai.contracts import StartSchedule
 
 # Added to a non-zero minimum interval: the milliseconds a request can take
 # from the send hook to the upstream's handler (a new connection's accept and
@@ -47,36 +48,45 @@ MAX_SEND_CHECKS = 3
 
 
 class Permit:
-    """A held slot. `wait_for_start()` sleeps until this call may start (once;
-    later calls return at once) and records when it did; `sent()` reports
-    that the request is on the wire."""
+    """A held slot of either gate. `wait_for_start()` sleeps until this call
+    may start on the gate's schedule (once; later calls return at once) and
+    records when it did; `sent()` reports that the request is on the wire."""
 
-    def __init__(self, gate) -> None:
-        self._gate = gate
+    def __init__(
+        self,
+        schedule: StartSchedule,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._schedule = schedule
+        self._clock = clock
+        self._sleep = sleep
         self.started: float | None = None
 
     def wait_for_start(self) -> None:
         if self.started is not None:
             return
-        delay = self._gate.reserve_start()
+        delay = self._schedule.reserve_start()
         if delay > 0:
-            self._gate._sleep(delay)
+            self._sleep(delay)
             # Not going at once means another call went (or was due to go)
             # less than the interval ago: make sure it did not go late.
             for _ in range(MAX_SEND_CHECKS):
-                late = self._gate.wait_after_last_send()
+                late = self._schedule.wait_after_last_send()
                 if late <= 0:
                     break
-                self._gate._sleep(late)
-        self.started = self._gate._clock()
-        self._gate.recent_starts.append(self.started)
+                self._sleep(late)
+        self.started = self._clock()
+        self._schedule.recent_starts.append(self.started)
 
     def sent(self) -> None:
-        self._gate.mark_sent()
+        self._schedule.mark_sent()
 
 
 class LocalGate:
-    """One process's gate (threads). RedisGate shares one across processes."""
+    """One process's gate (threads). RedisGate shares one across processes;
+    both are a contracts.Gate, which is all GenAIService relies on."""
 
     def __init__(
         self,
@@ -134,7 +144,7 @@ class LocalGate:
         `deadline` (monotonic) bounds the wait beyond the queue timeout.
         """
         self._acquire(deadline)
-        permit = Permit(self)
+        permit = Permit(self, clock=self._clock, sleep=self._sleep)
         try:
             yield permit
         finally:

@@ -1,8 +1,8 @@
 """The gate shared by every app process, in Redis.
 
-Same contract as LocalGate (at most N calls in flight, starts at least
-`min_interval` apart, a bounded FIFO queue, Busy at once past it), but the
-state lives in Redis so several waitress processes share one gate.
+Same contract as LocalGate (contracts.Gate: at most N calls in flight,
+starts at least `min_interval` apart, a bounded FIFO queue, Busy at once past
+it), but the state lives in Redis so several waitress processes share one gate.
 
 What Redis gives us and we use:
 - one Lua script per step, so every check-and-take is atomic across
@@ -25,8 +25,9 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -39,7 +40,32 @@ log = logging.getLogger("nano_banana.genai")
 POLL_S = 0.02
 HEARTBEAT_MS = 2000
 
-# KEYS: slots, queue, alive, next_start, seq
+
+@dataclass(frozen=True)
+class GateKeys:
+    """The Redis keys of one gate. The suffixes are what every process of a
+    deployment shares: change one and old and new processes gate apart."""
+
+    slots: str  # sorted set: held slot tokens, scored by lease expiry (ms)
+    queue: str  # sorted set: waiting tokens, scored by arrival (seq)
+    alive: str  # sorted set: waiting tokens, scored by last heartbeat (ms)
+    next_start: str  # the next start that may be reserved (ms, Redis clock)
+    seq: str  # arrival counter
+    last_sent: str  # when a request was last fully written (ms, Redis clock)
+
+    @classmethod
+    def under(cls, prefix: str) -> GateKeys:
+        return cls(
+            slots=f"{prefix}:slots",
+            queue=f"{prefix}:queue",
+            alive=f"{prefix}:alive",
+            next_start=f"{prefix}:next",
+            seq=f"{prefix}:seq",
+            last_sent=f"{prefix}:sent",
+        )
+
+
+# KEYS: slots, queue, alive, seq
 # ARGV: token, max_concurrent, lease_ms, max_queue, heartbeat_ms
 # Returns {status, value}: status 1 → got a slot; 0 → queued, keep polling;
 # -1 → queue full (busy; value = queue length).
@@ -73,7 +99,7 @@ if not queued then
   if redis.call('ZCARD', KEYS[2]) >= max_queue then
     return {-1, redis.call('ZCARD', KEYS[2])}
   end
-  redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[5]), token)
+  redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[4]), token)
 end
 redis.call('ZADD', KEYS[3], now, token)
 return {0, 0}
@@ -118,6 +144,7 @@ end
 return 1
 """
 
+# KEYS: slots, queue. The slots held (expired leases pruned) and the waiters.
 ACTIVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -137,6 +164,8 @@ class RedisGate:
         queue_timeout_s: float,
         lease_s: float = 15.0,
         prefix: str = "nb:gate",
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.client = client
         self.max_concurrent = max(1, max_concurrent)
@@ -146,9 +175,7 @@ class RedisGate:
         self.max_queue = max(0, max_queue)
         self.queue_timeout_s = max(0.0, queue_timeout_s)
         self.lease_ms = max(1000, round(lease_s * 1000))
-        self.keys = [
-            f"{prefix}:{name}" for name in ("slots", "queue", "alive", "next", "seq", "sent")
-        ]
+        self.keys = GateKeys.under(prefix)
         self._acquire = client.register_script(ACQUIRE)
         self._start = client.register_script(START)
         self._sent = client.register_script(SENT)
@@ -162,8 +189,8 @@ class RedisGate:
         self._renewer.start()
         self._avg_call_s = 5.0
         self.recent_starts: deque[float] = deque(maxlen=1000)
-        self._sleep = time.sleep
-        self._clock = time.monotonic
+        self._clock = clock
+        self._sleep = sleep
 
     @classmethod
     def from_url(cls, url: str, **settings) -> RedisGate:
@@ -171,15 +198,19 @@ class RedisGate:
 
     @property
     def active(self) -> int:
-        return int(self._counts(keys=self.keys[:2])[0])
+        return self._slots_and_queue()[0]
 
     @property
     def waiting(self) -> int:
-        return int(self._counts(keys=self.keys[:2])[1])
+        return self._slots_and_queue()[1]
 
     def is_full(self) -> bool:
-        active, waiting = self._counts(keys=self.keys[:2])
-        return int(active) >= self.max_concurrent and int(waiting) >= self.max_queue
+        active, waiting = self._slots_and_queue()
+        return active >= self.max_concurrent and waiting >= self.max_queue
+
+    def _slots_and_queue(self) -> tuple[int, int]:
+        active, waiting = self._counts(keys=[self.keys.slots, self.keys.queue])
+        return int(active), int(waiting)
 
     def retry_after(self, queued: int | None = None) -> float:
         ahead = (self.waiting if queued is None else queued) + 1
@@ -191,54 +222,57 @@ class RedisGate:
         self._wait_for_slot(token, deadline)
         with self._held_lock:
             self._held.add(token)
-        permit = Permit(self)
+        permit = Permit(self, clock=self._clock, sleep=self._sleep)
         try:
             yield permit
         finally:
             with self._held_lock:
                 self._held.discard(token)
-            self.client.zrem(self.keys[0], token)
+            self.client.zrem(self.keys.slots, token)
             if permit.started is not None:
-                elapsed = time.monotonic() - permit.started
+                elapsed = self._clock() - permit.started
                 self._avg_call_s = 0.8 * self._avg_call_s + 0.2 * elapsed
 
     def reserve_start(self) -> float:
         """Reserve this call's start on the shared schedule (Redis clock);
         return how long to wait for it (seconds)."""
-        return int(self._start(keys=[self.keys[3], self.keys[5]], args=[self._spacing_ms])) / 1000
+        keys = [self.keys.next_start, self.keys.last_sent]
+        return int(self._start(keys=keys, args=[self._spacing_ms])) / 1000
 
     def mark_sent(self) -> None:
         if not self._spacing_ms:
             return
         try:
-            self._sent(keys=[self.keys[5]], args=[self._spacing_ms])
+            self._sent(keys=[self.keys.last_sent], args=[self._spacing_ms])
         except RedisError:
             # The request is already out: losing this report costs at most
             # one start's accuracy, raising would throw away a paid-for call.
             log.warning("gate: could not record a send in Redis", exc_info=True)
 
     def wait_after_last_send(self) -> float:
-        return int(self._after_sent(keys=[self.keys[5]], args=[self._spacing_ms])) / 1000
+        keys = [self.keys.last_sent]
+        return int(self._after_sent(keys=keys, args=[self._spacing_ms])) / 1000
 
     def _wait_for_slot(self, token: str, deadline: float | None) -> None:
-        give_up = time.monotonic() + self.queue_timeout_s
+        give_up = self._clock() + self.queue_timeout_s
         if deadline is not None:
             give_up = min(give_up, deadline)
+        keys = [self.keys.slots, self.keys.queue, self.keys.alive, self.keys.seq]
         args = [token, self.max_concurrent, self.lease_ms, self.max_queue, HEARTBEAT_MS]
         try:
             while True:
-                status, value = self._acquire(keys=self.keys, args=args)
+                status, value = self._acquire(keys=keys, args=args)
                 if status == 1:
                     return
                 if status == -1:
                     raise Busy(retry_after=self.retry_after(int(value)))
-                if time.monotonic() >= give_up:
+                if self._clock() >= give_up:
                     raise Busy(retry_after=self.retry_after())
-                time.sleep(POLL_S)
+                self._sleep(POLL_S)
         except BaseException:
             # Leave the queue at once rather than waiting for the heartbeat.
-            self.client.zrem(self.keys[1], token)
-            self.client.zrem(self.keys[2], token)
+            self.client.zrem(self.keys.queue, token)
+            self.client.zrem(self.keys.alive, token)
             raise
 
     def _renew_loop(self) -> None:
@@ -249,7 +283,7 @@ class RedisGate:
             if not tokens:
                 continue
             try:
-                self._renew(keys=self.keys[:1], args=[self.lease_ms, *tokens])
+                self._renew(keys=[self.keys.slots], args=[self.lease_ms, *tokens])
             except Exception:  # Redis away for a moment: the next round retries
                 continue
 

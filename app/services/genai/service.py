@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from tenacity import (
     RetryCallState,
@@ -23,27 +25,28 @@ from tenacity import (
 )
 
 from app.errors import AppError, UpstreamError
+from app.i18n import _l, translate
 from app.services.genai.catalog import Catalog
-from app.services.genai.contracts import GenerationRequest, Provider, ProviderResult
+from app.services.genai.contracts import Gate, GenerationRequest, Provider, ProviderResult
 from app.services.genai.gate import LocalGate
 
 log = logging.getLogger("nano_banana.genai")
 
-MAX_CANDIDATES = 6
 MAX_BACKOFF_S = 20.0
+# Retry-After for a server with GENAI_PROVIDER=gemini and no key: it takes an
+# operator to fix, so clients honouring the header should not poll hard.
+UNCONFIGURED_RETRY_AFTER_S = 300.0
 
 
-class ProviderNotConfigured(AppError):
-    code = "provider_not_configured"
-    status = 503
-    message_en = (
-        "GENAI_PROVIDER=gemini but no API key is set. Set GOOGLE_API_KEY (or GEMINI_API_KEY), "
-        "or unset GENAI_PROVIDER to use the offline engine."
-    )
-    message_zh = (
-        "已设置 GENAI_PROVIDER=gemini，但未配置 API 密钥。请设置 GOOGLE_API_KEY（或 GEMINI_API_KEY），"
-        "或取消 GENAI_PROVIDER 以使用离线引擎。"
-    )
+class ProviderNotConfigured(
+    AppError,
+    code="provider_not_configured",
+    status=503,
+    message=_l(
+        "GENAI_PROVIDER=gemini but no API key is set. Set GOOGLE_API_KEY (or "
+        "GEMINI_API_KEY), or unset GENAI_PROVIDER to use the offline engine."
+    ),
+): ...
 
 
 class _UnconfiguredProvider:
@@ -52,10 +55,30 @@ class _UnconfiguredProvider:
     def generate(
         self, request: GenerationRequest, before_send=None, after_send=None
     ) -> ProviderResult:
-        raise ProviderNotConfigured()
+        raise ProviderNotConfigured(retry_after=UNCONFIGURED_RETRY_AFTER_S)
 
     def close(self) -> None:
         pass
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One provider call, as the ledger records it (the generation service
+    writes the rows: this service knows no database)."""
+
+    model: str
+    candidate: int  # which image of the request (0-based)
+    number: int  # 1-based: retries of one image are attempts 2, 3, ...
+    outcome: str  # "ok" or the error code
+    # The upstream answered with a 200 (a blocked or empty answer too).
+    answered: bool
+    images: int
+    usage: dict[str, int]
+    duration_ms: int
+    started_at: datetime
+
+
+OnAttempt = Callable[[Attempt], None]
 
 
 @dataclass
@@ -92,7 +115,7 @@ class GenAIService:
         *,
         provider: Provider,
         catalog: Catalog,
-        gate,
+        gate: Gate,
         max_retries: int = 2,
         backoff_s: float = 0.5,
         deadline_s: float = 90.0,
@@ -130,27 +153,31 @@ class GenAIService:
 
     # ------------------------------------------------------------------
 
-    def generate(self, request: GenerationRequest, candidate_count: int = 1) -> GenerationOutcome:
-        """Make `candidate_count` images (clamped to 1..6).
+    def generate(
+        self, request: GenerationRequest, on_attempt: OnAttempt | None = None
+    ) -> GenerationOutcome:
+        """Make `request.options.candidate_count` images (1 when unset; the
+        options clamp it to 1..MAX_CANDIDATES), one upstream call each.
 
         Partial success returns what succeeded with a warning per failure;
-        no success raises the first failure.
+        no success raises the first failure. `on_attempt` hears of every
+        provider call, retries included, whatever its outcome.
         """
-        count = min(MAX_CANDIDATES, max(1, int(candidate_count or 1)))
+        count = request.options.candidate_count or 1
         deadline = time.monotonic() + self.deadline_s
         outcome = GenerationOutcome()
         first_error: AppError | None = None
         for index in range(count):
             if time.monotonic() >= deadline:
-                ran_out = ("Time ran out before this image.", "时间已用尽，未生成这张图片。")
-                message = ran_out[1] if request.language == "zh" else ran_out[0]
+                message = translate(_l("Time ran out before this image."), request.language)
                 outcome.warnings.append(_warning(index, "deadline", message))
                 break
             try:
-                result = self._call_with_retries(replace(request, candidate_index=index), deadline)
+                call = request.model_copy(update={"candidate_index": index})
+                result = self._call_with_retries(call, deadline, on_attempt)
             except AppError as error:
                 first_error = first_error or error
-                message = error.message(request.language or "en")
+                message = error.text(request.language or "en")
                 outcome.warnings.append(_warning(index, error.code, message))
                 rate_limited = error.status == 429
                 # Quota errors, a busy gate and a fault of ours won't go away
@@ -166,7 +193,9 @@ class GenAIService:
             raise first_error
         return outcome
 
-    def _call_with_retries(self, request: GenerationRequest, deadline: float) -> ProviderResult:
+    def _call_with_retries(
+        self, request: GenerationRequest, deadline: float, on_attempt: OnAttempt | None = None
+    ) -> ProviderResult:
         remaining = max(0.0, deadline - time.monotonic())
         retrying = Retrying(
             retry=retry_if_exception(_is_retryable),
@@ -176,13 +205,29 @@ class GenAIService:
             reraise=True,
             before_sleep=_log_retry,
         )
-        for attempt in retrying:
-            # The slot is held for the call only, never across a backoff;
-            # the pacing wait runs as the call goes out.
-            with attempt, self.gate.slot(deadline) as permit:
-                return self.provider.generate(
-                    request, before_send=permit.wait_for_start, after_send=permit.sent
-                )
+        try:
+            for attempt in retrying:
+                # The slot is held for the call only, never across a backoff;
+                # the pacing wait runs as the call goes out.
+                with attempt, self.gate.slot(deadline) as permit:
+                    number = attempt.retry_state.attempt_number
+                    started, started_at = time.perf_counter(), datetime.now(UTC)
+                    try:
+                        result = self.provider.generate(
+                            request, before_send=permit.wait_for_start, after_send=permit.sent
+                        )
+                    except AppError as error:
+                        _report(on_attempt, request, number, started, started_at, error=error)
+                        raise
+                    _report(on_attempt, request, number, started, started_at, result=result)
+                    return result
+        except AppError as error:
+            if error.status in (429, 503) and error.retry_after is None:
+                # Every 429 and 503 tells the client when to come back (the
+                # README promises it); without the upstream's word, the
+                # longest backoff the next retry would have drawn.
+                error.retry_after = self._next_backoff_s(retrying.statistics["attempt_number"])
+            raise
         raise AssertionError("unreachable: tenacity reraises the last error")
 
     def _wait(self, state: RetryCallState) -> float:
@@ -192,6 +237,40 @@ class GenAIService:
         error = state.outcome.exception() if state.outcome else None
         asked = getattr(error, "retry_after", None) or 0.0
         return max(jitter, float(asked))
+
+    def _next_backoff_s(self, attempts_made: int) -> float:
+        """The top of the jitter window the wait after `attempts_made`
+        attempts is drawn from (as wait_random_exponential computes it)."""
+        return min(MAX_BACKOFF_S, self.backoff_s * 2 ** (attempts_made - 1))
+
+
+def _report(
+    on_attempt: OnAttempt | None,
+    request: GenerationRequest,
+    number: int,
+    started: float,
+    started_at: datetime,
+    *,
+    result: ProviderResult | None = None,
+    error: AppError | None = None,
+) -> None:
+    if on_attempt is None:
+        return
+    # A provider marks an error made of a 200 answer with that answer's usage.
+    usage = result.usage if result else getattr(error, "answered_usage", None)
+    on_attempt(
+        Attempt(
+            model=request.model,
+            candidate=request.candidate_index,
+            number=number,
+            outcome=error.code if error else "ok",
+            answered=usage is not None,
+            images=len(result.images) if result else 0,
+            usage=dict(usage or {}),
+            duration_ms=round((time.perf_counter() - started) * 1000),
+            started_at=started_at,
+        )
+    )
 
 
 def _is_retryable(error: BaseException) -> bool:
@@ -246,7 +325,7 @@ def _explicit_proxy(config) -> str | None:
     return None if not proxy or proxy == from_environment else proxy
 
 
-def make_gate(config):
+def make_gate(config) -> Gate:
     settings = dict(
         max_concurrent=int(config["GENAI_MAX_CONCURRENT"]),
         min_interval_s=int(config["GENAI_MIN_INTERVAL_MS"]) / 1000,

@@ -6,20 +6,10 @@ import json
 from typing import Annotated, Any
 
 from flask_openapi3 import FileStorage
-from pydantic import BeforeValidator, ConfigDict, Field
+from pydantic import BeforeValidator, ConfigDict, Field, model_validator
 
+from app.services.genai.contracts import GenerationOptions
 from app.web.schemas.common import MAX_ID, MessageOut, Schema
-
-INT32 = 2**31 - 1
-
-
-def _clamp_candidates(value: Any) -> Any:
-    """`candidate_count` is clamped to 1..6, not refused (seed behaviour)."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int | float) and value == value:  # not NaN
-        return min(6, max(1, int(value)))
-    return value
 
 
 def _as_text(value: Any) -> Any:
@@ -48,29 +38,39 @@ def _id_list(value: Any) -> Any:
 
 
 Prompt = Annotated[str, BeforeValidator(_as_text), Field(min_length=1, max_length=20000)]
-OptionalText = Annotated[str | None, BeforeValidator(_as_text)]
-CandidateCount = Annotated[int | None, BeforeValidator(_clamp_candidates)]
 ImageIds = Annotated[list[Annotated[int, Field(ge=1, le=MAX_ID)]], BeforeValidator(_id_list)]
 
+# The options typed as text; a form's JSON-decoded "16" must stay "16".
+TEXT_OPTIONS = frozenset(
+    name for name, info in GenerationOptions.model_fields.items() if info.annotation == str | None
+)
 
-class GenerationOptions(Schema):
+
+class OptionFields(Schema, GenerationOptions):
+    """The generation options (defined once, in GenerationOptions) and what
+    every imaging request takes beside them."""
+
     model_config = ConfigDict(extra="ignore")
 
-    model: OptionalText = Field(None, max_length=100, description="Model id (see /v1/models)")
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, ge=0, le=1)
-    top_k: int | None = Field(None, ge=1, le=1000)
-    candidate_count: CandidateCount = Field(None, description="Images to make; clamped to 1..6")
-    seed: int | None = Field(None, ge=-INT32 - 1, le=INT32)
-    max_output_tokens: int | None = Field(None, ge=1, le=65536)
-    aspect_ratio: OptionalText = Field(None, max_length=10, examples=["1:1", "16:9"])
-    image_size: OptionalText = Field(None, max_length=10, examples=["1K", "2K"])
     conv_id: int | None = Field(
         None, ge=1, le=MAX_ID, description="Store the turn in this conversation (logged in)"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _text_options_as_text(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        return {name: _as_text(v) if name in TEXT_OPTIONS else v for name, v in data.items()}
 
-class GenerateBody(GenerationOptions):
+    def options(self) -> GenerationOptions:
+        """The options alone, without the rest of the request."""
+        return GenerationOptions.model_validate(
+            self.model_dump(include=set(GenerationOptions.model_fields))
+        )
+
+
+class GenerateBody(OptionFields):
     model_config = ConfigDict(
         extra="ignore",
         json_schema_extra={"example": {"prompt": "a yellow banana wearing sunglasses"}},
@@ -79,7 +79,7 @@ class GenerateBody(GenerationOptions):
     prompt: Prompt
 
 
-class ImageForm(GenerationOptions):
+class ImageForm(OptionFields):
     prompt: Prompt
     files: list[FileStorage] = Field(default_factory=list, description="Images to edit/compose")
     source_image_ids: ImageIds = Field(
