@@ -27,8 +27,15 @@ COPY . .
 # MALLOC_ARENA_MAX: glibc gives each waitress thread its own malloc arena and
 # keeps freed megabyte-sized image buffers in them; two arenas cut peak memory
 # by about a third at no CPU cost (docs/benchmarks.md).
+# MALLOC_MMAP_THRESHOLD_: a fixed threshold (glibc otherwise raises it to the
+# largest block freed, 16 MB for Pillow's image blocks) keeps every buffer of
+# 1 MB or more out of the arenas, so a decoded upload's memory goes back to
+# the system when it is freed: after a burst of hostile uploads the process
+# fell back to 113 MB instead of staying at 1.5 GB, and peaked at 1.2 GB
+# instead of 2.1 GB (bench/hostile_uploads.py).
 ENV APP_ENV=production \
     MALLOC_ARENA_MAX=2 \
+    MALLOC_MMAP_THRESHOLD_=1048576 \
     DATA_DIR=/data \
     LOG_DIR=/data/logs \
     HOST=0.0.0.0 \

@@ -10,7 +10,9 @@ upload, with the answer the API documents for it:
     python scripts/make_hostile_corpus.py OUT_DIR     # write the files to look at
 
 tests/reliability/test_hostile_uploads.py posts each one to /v1/edit (and a
-few to /v1/compose) against the app in process and against `python wsgi.py`.
+few to /v1/compose) against the app in process and against `python wsgi.py`;
+tests/reliability/test_review_uploads.py and bench/hostile_uploads.py send the
+costly ones (scan bombs, pictures at the pixel limits) in parallel.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import functools
 import io
 import random
+import re
 import struct
 import sys
 import zipfile
@@ -32,6 +35,14 @@ ICC_PROFILE_BYTES = 256 * 1024
 GIF_FRAMES = 1_000
 MANY_FILES = 50
 HUGE_BODY_BYTES = 100 * 1024 * 1024
+# A progressive JPEG whose last refinement scan is repeated: every copy is a
+# valid scan that costs the decoder a pass over all the coefficients.
+SCAN_BOMB_SIZE = (2_000, 2_000)
+SCAN_BOMB_SCANS = 2_000
+# The documented limits: MAX_IMAGE_PIXELS (50 MP) is about 7071², and
+# /v1/compose takes at most 14 images.
+LIMIT_SIDE = 7_071
+MAX_COMPOSE_IMAGES = 14
 
 
 @dataclass(frozen=True)
@@ -179,6 +190,48 @@ def small_png(n: int = 0) -> bytes:
     return _save(Image.new("RGB", (24, 16), (n * 5 % 256, 80, 160)), "PNG")
 
 
+def _jpeg_segments(data: bytes) -> list[tuple[int, int, int]]:
+    """(start, marker, end) of each segment of a JPEG up to EOI; a scan's
+    segment runs to the end of its entropy-coded data."""
+    scan_end = re.compile(rb"\xff[^\x00\xd0-\xd7]")
+    offset, segments = 2, []
+    while offset < len(data):
+        marker = data[offset + 1]
+        if marker == 0xD9:
+            segments.append((offset, marker, offset + 2))
+            break
+        end = offset + 2 + struct.unpack(">H", data[offset + 2 : offset + 4])[0]
+        if marker == 0xDA:
+            end = scan_end.search(data, end).start()
+        segments.append((offset, marker, end))
+        offset = end
+    return segments
+
+
+def progressive_jpeg(size=(64, 48)) -> bytes:
+    """An ordinary progressive JPEG (libjpeg's script: 10 scans)."""
+    return _save(_picture(size), "JPEG", progressive=True, quality=85)
+
+
+def scan_bomb_jpeg(size=SCAN_BOMB_SIZE, scans: int = SCAN_BOMB_SCANS) -> bytes:
+    """A flat progressive JPEG with its last scan (a refinement scan) repeated
+    until it has `scans` scans: about 75 bytes a scan, so 2,000 scans at
+    7000² fit in 378 KB and take libjpeg about a minute."""
+    data = _save(Image.new("RGB", size, (120, 130, 140)), "JPEG", progressive=True, quality=75)
+    segments = _jpeg_segments(data)
+    sos = [(start, end) for start, marker, end in segments if marker == 0xDA]
+    start, end = sos[-1]
+    eoi = segments[-1][0]
+    return data[:eoi] + data[start:end] * (scans - len(sos)) + data[eoi:]
+
+
+@functools.lru_cache(maxsize=2)
+def flat_png(side: int = LIMIT_SIDE) -> bytes:
+    """side × side RGB in one colour: at 7071², 50 megapixels (200 MB
+    decoded) in about 160 KB."""
+    return _save(Image.new("RGB", (side, side), (10, 200, 30)), "PNG")
+
+
 # ---------------------------------------------------------------- the corpus
 
 
@@ -204,6 +257,22 @@ def corpus() -> list[Sample]:
         Sample("psd", "layers.psd", psd(), 415, "unsupported_image", "Photoshop"),
         Sample("tiff", "scan.tiff", tiff(), 415, "unsupported_image", "TIFF"),
         Sample("ico", "favicon.ico", ico(), 415, "unsupported_image", "Windows icon"),
+        Sample(
+            "jpeg_scan_bomb",
+            "scans.jpg",
+            scan_bomb_jpeg(),
+            413,
+            "image_too_complex",
+            f"{SCAN_BOMB_SCANS:,} scans: refused from its markers",
+        ),
+        Sample(
+            "progressive_jpeg",
+            "progressive.jpg",
+            progressive_jpeg(),
+            200,
+            None,
+            "accepted; an ordinary progressive JPEG",
+        ),
         Sample(
             "png_zip_polyglot",
             "poly.png",

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from app.errors import ImageTooLarge, InvalidImage, UnsupportedImage
+from app.i18n import _l
+from app.services.decode_budget import check_jpeg_scans
 
 DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
@@ -89,6 +91,31 @@ class CleanImage:
         return len(self.data)
 
 
+@dataclass(frozen=True)
+class UploadHeader:
+    """What an upload is, read from its header without decoding a pixel."""
+
+    format: str
+    width: int
+    height: int
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.width, self.height
+
+
+def read_upload_header(
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES
+) -> UploadHeader:
+    """Everything :func:`ingest_image` refuses before decoding, refused the
+    same way, and the size it would decode; nothing is decoded. A request
+    with several uploads reads every header first, so a bad last file is
+    refused before the first one costs anything."""
+    check_upload(data, max_bytes)
+    with _open(data, formats=ACCEPTED_FORMATS, max_pixels=max_pixels) as image:
+        return UploadHeader(image.format or "unknown", *image.size)
+
+
 def ingest_image(
     data: bytes,
     *,
@@ -98,18 +125,28 @@ def ingest_image(
 ) -> CleanImage:
     """Validate and sanitize one uploaded image.
 
-    Raises ImageTooLarge (413) past ``max_bytes`` or ``max_pixels``,
+    Raises ImageTooLarge (413) past ``max_bytes`` or ``max_pixels``, or for a
+    JPEG that would cost too much to decode (code ``image_too_complex``),
     UnsupportedImage (415) for an image format outside the allowlist, and
     InvalidImage (400) for anything that is not a complete image.
     """
-    if len(data) > max_bytes:
-        raise ImageTooLarge(
-            f"The file is {_megabytes(len(data))}; the limit is {_megabytes(max_bytes)}.",
-            f"文件大小为 {_megabytes(len(data))}，超过上限 {_megabytes(max_bytes)}。",
-            extra={"max_bytes": max_bytes},
-        )
+    check_upload(data, max_bytes)
     image = _decode(data, formats=ACCEPTED_FORMATS, max_pixels=max_pixels, reduce_to=max_side)
     return encode_png(fit_within(image, max_side))
+
+
+def check_upload(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    """What can be refused without Pillow: the byte size, a JPEG's scans."""
+    if len(data) > max_bytes:
+        raise ImageTooLarge(
+            _l(
+                "The file is %(size)s; the limit is %(limit)s.",
+                size=_megabytes(len(data)),
+                limit=_megabytes(max_bytes),
+            ),
+            extra={"max_bytes": max_bytes},
+        )
+    check_jpeg_scans(data)
 
 
 def to_png(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> CleanImage:
@@ -124,7 +161,7 @@ def to_png(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> CleanImage:
     try:
         image = decode_image(data, max_pixels=max_pixels)
     except ImageTooLarge as exc:
-        raise InvalidImage(exc.message_en, exc.message_zh, extra=exc.extra) from exc
+        raise InvalidImage(exc.message, extra=exc.extra) from exc
     return encode_png(image)
 
 
@@ -272,6 +309,31 @@ def _decode(
     max_pixels: int,
     reduce_to: int | None,
 ) -> Image.Image:
+    image = _open(data, formats=formats, max_pixels=max_pixels)
+    width, height = image.size
+    try:
+        if reduce_to:
+            # JPEG can decode at 1/2, 1/4 or 1/8 scale for free; draft keeps
+            # the long side >= reduce_to, so quality is decided by the
+            # LANCZOS resize that follows, and memory drops with the scale.
+            image.draft(None, (reduce_to, reduce_to))
+        # load() raises on truncated data only while the process-wide
+        # ImageFile.LOAD_TRUNCATED_IMAGES keeps its default, False. Nothing in
+        # this app may set it; tests/test_images.py fails if anything does.
+        image.load()
+        _apply_exif_orientation(image)
+        clean = _to_rgb_or_rgba(image)
+    except _TOO_MANY_PIXELS_ERRORS as exc:
+        raise _too_many_pixels(max_pixels, width, height) from exc
+    except _MALFORMED_IMAGE_ERRORS as exc:
+        raise InvalidImage() from exc
+    clean.info = {}
+    return clean
+
+
+def _open(data: bytes, *, formats: tuple[str, ...] | None, max_pixels: int) -> Image.Image:
+    """The image with its header read and nothing decoded; refused here,
+    before any allocation, when it is not one we accept or is too large."""
     try:
         image = Image.open(io.BytesIO(data), formats=formats)
     except _TOO_MANY_PIXELS_ERRORS as exc:
@@ -293,25 +355,7 @@ def _decode(
     # The header is all that has been read so far: refuse before allocating.
     if width * height > max_pixels:
         raise _too_many_pixels(max_pixels, width, height)
-
-    try:
-        if reduce_to:
-            # JPEG can decode at 1/2, 1/4 or 1/8 scale for free; draft keeps
-            # the long side >= reduce_to, so quality is decided by the
-            # LANCZOS resize that follows, and memory drops with the scale.
-            image.draft(None, (reduce_to, reduce_to))
-        # load() raises on truncated data only while the process-wide
-        # ImageFile.LOAD_TRUNCATED_IMAGES keeps its default, False. Nothing in
-        # this app may set it; tests/test_images.py fails if anything does.
-        image.load()
-        _apply_exif_orientation(image)
-        clean = _to_rgb_or_rgba(image)
-    except _TOO_MANY_PIXELS_ERRORS as exc:
-        raise _too_many_pixels(max_pixels, width, height) from exc
-    except _MALFORMED_IMAGE_ERRORS as exc:
-        raise InvalidImage() from exc
-    clean.info = {}
-    return clean
+    return image
 
 
 def _identify_other_format(data: bytes) -> str | None:
@@ -377,21 +421,25 @@ def _too_many_pixels(
     max_pixels: int, width: int | None = None, height: int | None = None
 ) -> ImageTooLarge:
     if width and height:
-        en = (
-            f"The image is {width}×{height} ({width * height:,} pixels); "
-            f"the limit is {max_pixels:,} pixels."
+        message = _l(
+            "The image is %(width)s×%(height)s (%(pixels)s pixels); the limit is "
+            "%(max_pixels)s pixels.",
+            width=width,
+            height=height,
+            pixels=f"{width * height:,}",
+            max_pixels=f"{max_pixels:,}",
         )
-        zh = f"图片尺寸为 {width}×{height}（{width * height:,} 像素），超过上限 {max_pixels:,} 像素。"
     else:
-        en = f"The image has more than the limit of {max_pixels:,} pixels."
-        zh = f"图片像素数超过上限 {max_pixels:,} 像素。"
-    return ImageTooLarge(en, zh, extra={"max_pixels": max_pixels})
+        message = _l(
+            "The image has more than the limit of %(max_pixels)s pixels.",
+            max_pixels=f"{max_pixels:,}",
+        )
+    return ImageTooLarge(message, extra={"max_pixels": max_pixels})
 
 
 def _unsupported(format_name: str) -> UnsupportedImage:
     return UnsupportedImage(
-        f"{format_name} images are not supported. Use PNG, JPEG, WEBP or GIF.",
-        f"不支持 {format_name} 格式的图片，请使用 PNG、JPEG、WEBP 或 GIF。",
+        _l("%(format)s images are not supported. Use PNG, JPEG, WEBP or GIF.", format=format_name),
         extra={"format": format_name},
     )
 

@@ -122,6 +122,71 @@ def test_one_bad_file_among_good_ones_refuses_the_compose(client, names, status,
     assert response.get_json()["error"] == code
 
 
+@pytest.fixture
+def decodes(monkeypatch):
+    """Every upload decoded in this test (generation's ingest_image calls)."""
+    from app.services import generation
+
+    seen = []
+    real = generation.ingest_image
+
+    def counted(data, **limits):
+        seen.append(len(data))
+        return real(data, **limits)
+
+    monkeypatch.setattr(generation, "ingest_image", counted)
+    return seen
+
+
+def test_fourteen_pictures_at_the_pixel_limit_are_refused_before_decoding(client, decodes):
+    big = corpus.flat_png()  # 50 megapixels, within MAX_IMAGE_PIXELS on its own
+    files = [(f"{n}.png", big) for n in range(corpus.MAX_COMPOSE_IMAGES)]
+    response = edit(client, {}, files, path="/v1/compose")
+    assert response.status_code == 413
+    body = response.get_json()
+    assert body["error"] == "request_too_large"
+    assert f"{corpus.MAX_COMPOSE_IMAGES * corpus.LIMIT_SIDE**2:,}" in body["message"]
+    assert decodes == []
+
+
+def test_request_pixels_count_every_upload(app_factory):
+    client = app_factory(MAX_REQUEST_PIXELS=24 * 16 * 3).test_client()
+    three = [(f"{n}.png", corpus.small_png(n)) for n in range(3)]  # 24 × 16 each
+    assert edit(client, {}, three, path="/v1/compose").status_code == 200
+    response = edit(client, {}, [*three, ("4.png", corpus.small_png(4))], path="/v1/compose")
+    assert (response.status_code, response.get_json()["error"]) == (413, "request_too_large")
+
+
+def test_a_bad_last_file_is_refused_before_the_first_is_decoded(client, decodes):
+    by_name = {s.name: s for s in SAMPLES}
+    for bad in ("jpeg_scan_bomb", "svg", "bomb_200mp"):
+        files = [("a.png", corpus.small_png(1)), (by_name[bad].filename, by_name[bad].data)]
+        response = edit(client, {}, files, path="/v1/compose")
+        assert response.status_code == by_name[bad].status, bad
+        assert response.get_json()["error"] == by_name[bad].code
+    assert decodes == []
+
+
+def test_uploads_beyond_the_decode_slots_and_queue_are_busy(app_factory, monkeypatch):
+    from app.services import generation, image_codec
+
+    app = app_factory(DECODE_CONCURRENCY=1, DECODE_MAX_QUEUE=0)
+    with app.app_context():
+        slots = generation._decode_slots()
+    opened = []
+    real_open = image_codec.Image.open
+    monkeypatch.setattr(
+        image_codec.Image, "open", lambda *a, **k: opened.append(1) or real_open(*a, **k)
+    )
+    with slots.hold():  # another request is decoding
+        response = edit(app.test_client(), {}, [("a.png", corpus.small_png(1))])
+    assert opened == []  # Pillow sees uploads only inside a slot, headers included
+    assert response.status_code == 503
+    assert response.get_json()["error"] == "busy"
+    assert int(response.headers["Retry-After"]) >= 1
+    assert edit(app.test_client(), {}, [("a.png", corpus.small_png(1))]).status_code == 200
+
+
 def test_hundred_megabyte_body_in_process(client):
     body = b"x" * corpus.HUGE_BODY_BYTES
     response = client.post("/v1/edit", data=body, content_type="multipart/form-data; boundary=zzz")
