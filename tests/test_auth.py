@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Conversation, SessionRecord, User
+from app.web.sessions import stored_session_id
 
 
 def session_cookie(client):
@@ -126,10 +127,92 @@ def test_logout_deletes_stored_session(client, auth, app):
     auth.signup()
     sid = session_cookie(client)
     with app.app_context():
-        assert db.session.get(SessionRecord, sid) is not None
+        assert db.session.get(SessionRecord, stored_session_id(sid)) is not None
     auth.logout()
     with app.app_context():
-        assert db.session.get(SessionRecord, sid) is None
+        assert db.session.get(SessionRecord, stored_session_id(sid)) is None
+
+
+def test_session_store_keeps_a_hash_never_the_cookie(client, auth, app):
+    auth.signup()
+    auth.login()
+    sid = session_cookie(client)
+    with app.app_context():
+        stored = db.session.execute(select(SessionRecord.id)).scalars().all()
+    assert stored_session_id(sid) in stored
+    assert sid not in stored
+    assert all(len(key) == 64 for key in stored)
+    # The hash itself, sent as a cookie, is nobody's session.
+    replay = app.test_client()
+    replay.set_cookie("nb_session", stored_session_id(sid))
+    assert replay.get("/me").get_json()["authenticated"] is False
+
+
+@pytest.mark.redis
+def test_redis_sessions_are_stored_by_hash_too(app_factory):
+    from tests.support.services import connect_redis
+
+    url = "redis://127.0.0.1:6379/11"
+    redis = connect_redis(url)
+    app = app_factory(REDIS_URL=url)
+    client = app.test_client()
+    try:
+        client.post("/auth/signup", json={"username": "redis-user", "password": "correct-horse-1"})
+        sid = session_cookie(client)
+        assert redis.exists(f"nb:session:{stored_session_id(sid)}")
+        assert not redis.exists(f"nb:session:{sid}")
+        assert client.get("/me").get_json()["authenticated"] is True
+    finally:
+        for key in redis.scan_iter("nb:session:*"):
+            redis.delete(key)
+        redis.close()
+
+
+def test_expired_sessions_are_removed_by_the_server_itself(app, monkeypatch):
+    from datetime import timedelta
+
+    from app.models import utcnow
+    from app.web import sessions
+
+    interface = app.session_interface
+
+    def stored_ids():
+        with app.app_context():
+            return set(db.session.execute(select(SessionRecord.id)).scalars())
+
+    def add(key, age_hours):
+        with app.app_context():
+            db.session.add(
+                SessionRecord(id=key, data=b"\x80", expiry=utcnow() - timedelta(hours=age_hours))
+            )
+            db.session.commit()
+
+    add("expired-1", 1)
+    add("alive-1", -1)
+    first = app.test_client()
+    first.post("/auth/signup", json={"username": "tidy", "password": "correct-horse-1"})
+    assert "expired-1" not in stored_ids() and "alive-1" in stored_ids()
+
+    # Not again before the interval: one cleanup per process per interval.
+    add("expired-2", 1)
+    app.test_client().post("/auth/login", json={"username": "tidy", "password": "correct-horse-1"})
+    assert "expired-2" in stored_ids()
+    clock = sessions.time.monotonic() + interface.cleanup_interval_s + 1
+    monkeypatch.setattr(sessions.time, "monotonic", lambda: clock)
+    app.test_client().post("/auth/login", json={"username": "tidy", "password": "correct-horse-1"})
+    assert "expired-2" not in stored_ids() and "alive-1" in stored_ids()
+
+
+def test_health_and_bearer_requests_never_trigger_the_cleanup(app, auth, client):
+    auth.signup()
+    secret = client.post("/auth/tokens", json={"name": "t"}, headers=auth.headers()).get_json()[
+        "token"
+    ]
+    app.session_interface._next_cleanup = 0.0  # due
+    other = app.test_client()
+    assert other.get("/health").status_code == 200
+    assert other.get("/me", headers={"Authorization": f"Bearer {secret}"}).status_code == 200
+    assert app.session_interface._next_cleanup == 0.0  # still due: neither ran it
 
 
 def test_password_change_ends_other_sessions(client, auth, app):
@@ -222,8 +305,12 @@ def test_login_rate_limit_is_json_429_with_retry_after(app_factory):
     assert int(response.headers["Retry-After"]) >= 1
 
 
-def test_login_limit_per_username_holds_across_addresses(app_factory):
-    app = app_factory(LOGIN_RATE_LIMIT="100/minute", LOGIN_USER_RATE_LIMIT="2/minute")
+def test_login_ceiling_per_username_holds_across_addresses(app_factory):
+    app = app_factory(
+        LOGIN_RATE_LIMIT="100/minute",
+        LOGIN_USER_RATE_LIMIT="100/minute",
+        LOGIN_USER_CEILING="2/minute",
+    )
     client = app.test_client()
     statuses = []
     for i in range(3):
@@ -234,6 +321,25 @@ def test_login_limit_per_username_holds_across_addresses(app_factory):
         )
         statuses.append(response.status_code)
     assert statuses == [401, 401, 429]
+
+
+def test_a_strangers_failed_logins_dont_lock_the_owner_out(app_factory):
+    app = app_factory(LOGIN_RATE_LIMIT="100/minute", LOGIN_USER_RATE_LIMIT="2/minute")
+    client = app.test_client()
+    client.post("/auth/signup", json={"username": "carol", "password": "correct-horse-1"})
+
+    def attempt(password, address):
+        return client.post(
+            "/auth/login",
+            json={"username": "carol", "password": password},
+            environ_base={"REMOTE_ADDR": address},
+        ).status_code
+
+    stranger = [attempt("wrong-pass-1", "10.0.0.66") for _ in range(3)]
+    assert stranger == [401, 401, 429]
+    assert attempt("correct-horse-1", "10.0.0.7") == 200
+    # Only failures count: the owner logging in again and again is never limited.
+    assert [attempt("correct-horse-1", "10.0.0.7") for _ in range(4)] == [200] * 4
 
 
 def test_forwarded_for_is_ignored_without_trusted_proxies(app_factory):

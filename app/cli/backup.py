@@ -1,6 +1,10 @@
 """`flask backup`: one consistent snapshot of everything an install keeps —
 the database, the image files and the generated secret key.
 
+Sessions are left out (restoring means logging in again), and the snapshot,
+zip or folder, is readable by its owner only: it holds the secret key and
+the password hashes.
+
 The snapshot is laid out like the data folder (`app.db`, `images/`,
 `secret_key`), so restoring is unpacking it into an empty DATA_DIR; see
 README → Backups. SQLite is copied with its online backup API, which is safe
@@ -27,7 +31,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 
-from app import __version__
+from app import __version__, private_files
 from app.extensions import db
 
 SQLITE_NAME = "app.db"
@@ -36,6 +40,8 @@ SECRET_NAME = "secret_key"
 IMAGES_NAME = "images"
 MANIFEST_NAME = "backup-manifest.json"
 COUNTED_TABLES = ("users", "conversations", "messages", "images", "api_tokens")
+# Live logins are not something to restore: left out of every snapshot.
+LEFT_OUT_TABLES = ("sessions",)
 
 
 class BackupError(Exception):
@@ -49,14 +55,20 @@ def snapshot_name(now: datetime | None = None) -> str:
 def sqlite_snapshot(source: Path, target: Path) -> None:
     """Copy a live SQLite database page by page inside one read transaction:
     a consistent picture even while the server writes. The copy is switched
-    out of WAL so it is one self-contained file."""
+    out of WAL so it is one self-contained file, and emptied of the tables
+    left out, then vacuumed so no deleted row lingers in a free page."""
     if not source.exists():
         raise BackupError(f"database file not found: {source}")
+    with private_files.open_new(target):
+        pass  # created 0600 before SQLite would create it 0644
     src = sqlite3.connect(source)
-    dst = sqlite3.connect(target)
+    dst = sqlite3.connect(target, isolation_level=None)
     try:
         src.backup(dst)
         dst.execute("PRAGMA journal_mode=DELETE")
+        for table in LEFT_OUT_TABLES:
+            dst.execute(f"DELETE FROM {table}")
+        dst.execute("VACUUM")
         result = dst.execute("PRAGMA integrity_check").fetchone()[0]
         if result != "ok":
             raise BackupError(f"the copied database fails its integrity check: {result}")
@@ -81,8 +93,9 @@ def pg_dump(url: URL, target: Path) -> None:
     ):
         if value is not None:
             env[variable] = str(value)
+    left_out = [f"--exclude-table-data={table}" for table in LEFT_OUT_TABLES]
     result = subprocess.run(
-        [executable, "--format=custom", "--no-owner", f"--file={target}"],
+        [executable, "--format=custom", "--no-owner", *left_out, f"--file={target}"],
         env=env,
         capture_output=True,
         text=True,
@@ -94,8 +107,9 @@ def pg_dump(url: URL, target: Path) -> None:
 
 def pg_dump_hint(url: URL) -> str:
     safe = url.set(drivername="postgresql", password="***" if url.password else None)
+    left_out = "".join(f"--exclude-table-data={table} " for table in LEFT_OUT_TABLES)
     return (
-        f"pg_dump --format=custom --no-owner --file={PG_DUMP_NAME} "
+        f"pg_dump --format=custom --no-owner {left_out}--file={PG_DUMP_NAME} "
         f'"{safe.render_as_string(hide_password=False)}"'
     )
 
@@ -142,6 +156,7 @@ def write_snapshot(staging: Path) -> dict:
         "database": url.get_backend_name(),
         "schema_revision": _schema_revision(),
         "rows": _row_counts(),
+        "left_out": list(LEFT_OUT_TABLES),
         "warnings": [],
     }
 
@@ -178,12 +193,15 @@ def write_snapshot(staging: Path) -> dict:
         manifest["secret_key"] = None
 
     (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    # Modes travel into the zip too (`unzip` restores them).
+    private_files.tighten_tree(staging)
     return manifest
 
 
 def _zip_folder(folder: Path, target: Path) -> None:
     partial = target.with_name(target.name + ".partial")
-    with zipfile.ZipFile(partial, "w") as archive:
+    partial.unlink(missing_ok=True)  # left by an interrupted run
+    with private_files.open_new(partial) as file, zipfile.ZipFile(file, "w") as archive:
         for path in sorted(folder.rglob("*")):
             if path.is_file():
                 # PNG/WEBP are compressed already; the database is not.
@@ -209,10 +227,14 @@ def create_backup(output: str | None = None, as_folder: bool = False) -> tuple[P
     target = resolve_target(output, as_folder)
     if target.exists():
         raise BackupError(f"{target} already exists")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if output:
+        # A folder someone named keeps the mode it has; one we make is private.
+        target.parent.mkdir(mode=private_files.OWNER_ONLY_DIR, parents=True, exist_ok=True)
+    else:
+        private_files.make_dir(target.parent)
     if as_folder and target.suffix.lower() != ".zip":
         staging = target.with_name(target.name + ".partial")
-        staging.mkdir()
+        staging.mkdir(mode=private_files.OWNER_ONLY_DIR)
         try:
             manifest = write_snapshot(staging)
             os.replace(staging, target)
@@ -245,6 +267,7 @@ def backup_command(output: str | None, as_folder: bool) -> None:
     click.echo(f"  database: {manifest['database_file'] or 'NOT INCLUDED'} ({rows})")
     click.echo(f"  images: {manifest['images']} files")
     click.echo(f"  secret key: {'included' if manifest['secret_key'] else 'set by SECRET_KEY'}")
+    click.echo("  sessions: left out (after a restore, everyone logs in again)")
     for warning in manifest["warnings"]:
         click.echo(f"warning: {warning}", err=True)
     if manifest["database_file"] is None:

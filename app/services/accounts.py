@@ -2,69 +2,46 @@
 
 Passwords are hashed with scrypt (werkzeug) at OWASP's minimum N=2^15, r=8,
 p=3 in production. An unknown username still costs one hash check against a
-dummy hash, so the answer's timing doesn't tell which usernames exist.
+dummy hash, so the answer's timing doesn't tell which usernames exist. What
+a username may be, and when two are the same, is app/services/usernames.py.
 """
 
 from __future__ import annotations
 
-import re
-import unicodedata
+from collections.abc import Callable
 from functools import lru_cache
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.db import write_transaction
 from app.errors import AppError, Conflict, InvalidInput
 from app.extensions import db
-from app.models import User
+from app.i18n import _l
+from app.models import User, utcnow
+from app.services import invites, tokens, usernames
 
-USERNAME_MIN, USERNAME_MAX = 3, 32
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
-# Letters of any script (CJK included), digits, and _ . -
-_USERNAME_CHARS = re.compile(r"^[\w.\-]+$", re.UNICODE)
+SIGNUP_POLICIES = ("open", "invite", "closed")
 
 
-class InvalidCredentials(AppError):
-    code = "invalid_credentials"
-    status = 401
-    message_en = "Wrong username or password."
-    message_zh = "用户名或密码错误。"
+class InvalidCredentials(
+    AppError, code="invalid_credentials", status=401, message=_l("Wrong username or password.")
+): ...
 
 
-class SignupClosed(AppError):
-    code = "signup_closed"
-    status = 403
-    message_en = "Sign-up is disabled on this server."
-    message_zh = "此服务器已关闭注册。"
-
-
-def normalise_username(raw: str) -> str:
-    return unicodedata.normalize("NFKC", raw).strip()
-
-
-def username_key(username: str) -> str:
-    return normalise_username(username).casefold()
-
-
-def validate_username(username: str) -> str:
-    username = normalise_username(username)
-    if not USERNAME_MIN <= len(username) <= USERNAME_MAX or not _USERNAME_CHARS.match(username):
-        raise InvalidInput(
-            "Username must be 3–32 characters: letters, digits, _ . -",
-            "用户名须为 3–32 个字符：字母、数字、_ . -",
-            code="invalid_username",
-        )
-    return username
+class SignupClosed(
+    AppError, code="signup_closed", status=403, message=_l("Sign-up is disabled on this server.")
+): ...
 
 
 def validate_password(password: str) -> str:
     if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
         raise InvalidInput(
-            "Password must be 8–128 characters.",
-            "密码长度须为 8–128 个字符。",
+            _l("Password must be 8–128 characters."),
             code="invalid_password",
         )
     return password
@@ -79,38 +56,83 @@ def _dummy_hash(method: str) -> str:
     return generate_password_hash("not-a-real-password", method=method)
 
 
-def create_user(username: str, password: str, *, is_admin: bool = False) -> User:
-    username = validate_username(username)
+def create_user(
+    username: str,
+    password: str,
+    *,
+    is_admin: bool = False,
+    before_insert: Callable[[Session], None] | None = None,
+) -> User:
+    """`before_insert` runs inside the write transaction, after the name is
+    found free: what it takes (an invite's use, the setup code) is given back
+    if the user isn't made after all."""
+    username = usernames.validate(username)
     validate_password(password)
     user = User(
         username=username,
-        username_key=username_key(username),
+        username_key=usernames.key(username),
+        confusable_key=usernames.confusable_key(username),
         password_hash=hash_password(password),
         is_admin=is_admin,
     )
-    taken = Conflict("That username is taken.", "该用户名已被占用。", code="username_taken")
+    # One answer for "taken" and "looks like one that is": both say no more
+    # than that a name exists, and the sign-up form needs only one message.
+    taken = Conflict(
+        _l("That username is taken, or looks the same as one that is."),
+        code="username_taken",
+    )
     try:
         with write_transaction() as session:
             exists = session.execute(
-                select(User.id).where(User.username_key == user.username_key)
+                select(User.id).where(
+                    or_(
+                        User.username_key == user.username_key,
+                        User.confusable_key == user.confusable_key,
+                    )
+                )
             ).first()
             if exists:
                 raise taken
+            if before_insert is not None:
+                before_insert(session)
             session.add(user)
     except IntegrityError:
-        # Two sign-ups for one name at once: the unique index decides.
+        # Two sign-ups for one name at once: the unique indexes decide.
         raise taken from None
     return user
 
 
-def signup(username: str, password: str) -> User:
+def signup_policy() -> str:
+    """open, invite or closed. ALLOW_SIGNUP=0 keeps meaning closed; a value
+    we don't know closes sign-up rather than opening it."""
     if not current_app.config["ALLOW_SIGNUP"]:
+        return "closed"
+    policy = (current_app.config.get("SIGNUP_POLICY") or "open").strip().lower()
+    return policy if policy in SIGNUP_POLICIES else "closed"
+
+
+def signup(username: str, password: str, invite_code: str | None = None) -> User:
+    policy = signup_policy()
+    if policy == "closed":
         raise SignupClosed()
-    return create_user(username, password)
+    if policy == "open":
+        return create_user(username, password)
+    if not invite_code or not invite_code.strip():
+        raise invites.InviteRequired()
+    return create_user(
+        username, password, before_insert=lambda session: invites.redeem(session, invite_code)
+    )
+
+
+def mark_seen(user_id: int) -> None:
+    """users.last_seen_at, written at most once a minute per user: the
+    callers (login, the session hook, token use) already hold back."""
+    with write_transaction() as session:
+        session.execute(update(User).where(User.id == user_id).values(last_seen_at=utcnow()))
 
 
 def authenticate(username: str, password: str) -> User:
-    key = username_key(username) if isinstance(username, str) else ""
+    key = usernames.key(username) if isinstance(username, str) else ""
     user = db.session.execute(select(User).where(User.username_key == key)).scalar_one_or_none()
     if user is None:
         check_password_hash(_dummy_hash(current_app.config["PASSWORD_HASH_METHOD"]), password)
@@ -121,6 +143,9 @@ def authenticate(username: str, password: str) -> User:
 
 
 def change_password(user: User, current_password: str, new_password: str) -> User:
+    """Set a new password. Every session made under the old one stops
+    working (the epoch moves on) and every API token is revoked: whoever
+    knew the old password may have made either."""
     if not check_password_hash(user.password_hash, current_password):
         raise InvalidCredentials()
     validate_password(new_password)
@@ -131,6 +156,7 @@ def change_password(user: User, current_password: str, new_password: str) -> Use
             .where(User.id == user.id)
             .values(password_hash=new_hash, auth_epoch=User.auth_epoch + 1)
         )
+        tokens.revoke_all(session, user.id)
     return db.session.get(User, user.id, populate_existing=True)
 
 

@@ -1,5 +1,11 @@
 """Personal API tokens: `nb_<random>`; only the sha256 is stored, so a
-leaked database doesn't leak usable tokens. The secret is shown once."""
+leaked database doesn't leak usable tokens. The secret is shown once.
+
+A token's name is unique among its owner's active tokens, so the owner can
+tell which one to revoke. Creating, listing and revoking tokens is for a
+logged-in browser session only (app/blueprints/auth.py): a leaked token must
+not be able to mint another that outlives it.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +14,13 @@ import secrets
 from datetime import timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from app.db import write_transaction
-from app.errors import InvalidInput, NotFound
+from app.errors import Conflict, InvalidInput, NotFound
 from app.extensions import db
+from app.i18n import _l
 from app.models import ApiToken, User, utcnow
 
 TOKEN_PREFIX = "nb_"
@@ -27,24 +36,38 @@ def _digest(secret: str) -> str:
 def create(user: User, name: str) -> tuple[ApiToken, str]:
     name = (name or "").strip()
     if not 1 <= len(name) <= 100:
-        raise InvalidInput("Token name must be 1–100 characters.", "令牌名称须为 1–100 个字符。")
+        raise InvalidInput(_l("Token name must be 1–100 characters."))
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken(user_id=user.id, name=name, prefix=secret[:10], token_hash=_digest(secret))
-    with write_transaction() as session:
-        count = len(
-            session.execute(
-                select(ApiToken.id).where(
-                    ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None)
+    name_taken = Conflict(
+        _l("You already have an active token with that name."),
+        code="token_name_taken",
+    )
+    try:
+        with write_transaction() as session:
+            names = (
+                session.execute(
+                    select(ApiToken.name).where(
+                        ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None)
+                    )
                 )
-            ).all()
-        )
-        if count >= MAX_TOKENS_PER_USER:
-            raise InvalidInput(
-                f"At most {MAX_TOKENS_PER_USER} active tokens.",
-                f"最多 {MAX_TOKENS_PER_USER} 个有效令牌。",
-                code="too_many_tokens",
+                .scalars()
+                .all()
             )
-        session.add(token)
+            if name in names:
+                raise name_taken
+            if len(names) >= MAX_TOKENS_PER_USER:
+                raise InvalidInput(
+                    _l(
+                        "At most %(max_tokens_per_user)s active tokens.",
+                        max_tokens_per_user=MAX_TOKENS_PER_USER,
+                    ),
+                    code="too_many_tokens",
+                )
+            session.add(token)
+    except IntegrityError:
+        # Two creations with one name at once: the partial unique index decides.
+        raise name_taken from None
     return token, secret
 
 
@@ -73,7 +96,23 @@ def revoke(user: User, token_id: int) -> None:
         raise NotFound()
 
 
+def revoke_all(session: Session, user_id: int) -> int:
+    """Revoke every active token of a user, inside the caller's write
+    transaction (a password change)."""
+    return session.execute(
+        update(ApiToken)
+        .where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    ).rowcount
+
+
 def authenticate(secret: str) -> User | None:
+    token = authenticate_token(secret)
+    return token.user if token is not None else None
+
+
+def authenticate_token(secret: str) -> ApiToken | None:
+    """The active token of an enabled user this secret is, or None."""
     if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
         return None
     token = db.session.execute(
@@ -87,4 +126,6 @@ def authenticate(secret: str) -> User | None:
             session.execute(
                 update(ApiToken).where(ApiToken.id == token.id).values(last_used_at=now)
             )
-    return token.user
+            # The owner was seen too (the admin list's "last seen").
+            session.execute(update(User).where(User.id == token.user_id).values(last_seen_at=now))
+    return token
