@@ -1,4 +1,5 @@
 import logging
+from contextlib import contextmanager
 from logging.config import fileConfig
 
 from flask import current_app
@@ -91,7 +92,7 @@ def run_migrations_online():
 
     connectable = get_engine()
 
-    with connectable.connect() as connection:
+    with connectable.connect() as connection, sqlite_foreign_keys_off(connection):
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),
@@ -100,6 +101,24 @@ def run_migrations_online():
 
         with context.begin_transaction():
             context.run_migrations()
+
+
+@contextmanager
+def sqlite_foreign_keys_off(connection):
+    """SQLite alters a table by rebuilding it (batch mode); dropping the old
+    table with foreign keys on would run the ON DELETE actions of every table
+    that references it (or refuse). The pragma is ignored inside a
+    transaction, so it is set on the driver's connection before one begins,
+    and set back before the connection returns to the pool."""
+    if connection.dialect.name != 'sqlite':
+        yield
+        return
+    driver = connection.connection.driver_connection
+    driver.execute('PRAGMA foreign_keys=OFF')
+    try:
+        yield
+    finally:
+        driver.execute('PRAGMA foreign_keys=ON')
 
 
 if context.is_offline_mode():

@@ -7,6 +7,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Image, Message, MessageImage
+from tests.support.auth import AuthActions
 
 
 @pytest.fixture
@@ -127,13 +128,13 @@ def test_messages_reference_images_by_url_not_base64(client, alice, seed_turn):
     assert len(str(messages)) < 3000
 
 
-def test_image_is_cached_with_strong_etag(client, alice, seed_turn):
+def test_image_is_revalidated_with_strong_etag(client, alice, seed_turn):
     conv = create(client, alice)
     seeded = seed_turn(alice.user["id"], conv["id"])
     response = client.get(f"/images/{seeded.image_id}")
     assert response.status_code == 200
     assert response.data.startswith(b"\x89PNG")
-    assert response.headers["Cache-Control"] == "private, max-age=31536000, immutable"
+    assert response.headers["Cache-Control"] == "private, no-cache"
     etag = response.headers["ETag"]
     assert etag.startswith('"') and not etag.startswith("W/")
     again = client.get(f"/images/{seeded.image_id}", headers={"If-None-Match": etag})
@@ -207,18 +208,23 @@ def test_delete_cascades_messages_and_orphan_images(client, alice, seed_turn, ap
     assert client.get(f"/images/{shared.image_id}").status_code == 200
 
 
-def test_picture_relinked_during_clean_up_keeps_its_file(client, alice, seed_turn, app):
+@pytest.mark.parametrize("turn_owner", ["same user", "another user"])
+def test_picture_relinked_during_clean_up_keeps_its_file(
+    client, alice, bob, seed_turn, app, turn_owner
+):
     """A turn saved a picture's file, then a delete removed the last other use
-    of the same picture (and its file) before the turn linked it."""
+    of the same picture (and its file) before the turn linked it; the file is
+    shared by owners, so the turn may be another user's."""
     import hashlib
     from types import SimpleNamespace
 
     from app.models import User
     from app.services import conversations, stored_images
-    from tests.conftest import png_bytes
+    from tests.support.images import png_bytes
 
+    reader, owner = (client, alice) if turn_owner == "same user" else bob
     doomed = create(client, alice, "doomed")
-    keeper = create(client, alice, "keeper")
+    keeper = create(reader, owner, "keeper")
     seed_turn(alice.user["id"], doomed["id"], color=(5, 6, 7))
     data = png_bytes((5, 6, 7))
     clean = SimpleNamespace(
@@ -232,11 +238,77 @@ def test_picture_relinked_during_clean_up_keeps_its_file(client, alice, seed_tur
     assert not app.extensions["image_store"].exists(clean.sha256)
 
     with app.test_request_context():
-        user = db.session.get(User, alice.user["id"])
+        user = db.session.get(User, owner.user["id"])
         turn = conversations.TurnRecord(
             kind="generate", prompt="again", params={}, inputs=[], outputs=[pending]
         )
         _, reply = conversations.record_turn(user, keeper["id"], turn)
         image_id = reply.image_links[0].image_id
-    served = client.get(f"/images/{image_id}")
+    served = reader.get(f"/images/{image_id}")
     assert served.status_code == 200 and served.data == data
+
+
+# ---- one image row per owner; shared files ---------------------------------
+
+
+@pytest.fixture
+def bob(app):
+    client = app.test_client()
+    actions = AuthActions(client)
+    actions.signup("bob", "correct-horse-2")
+    return client, actions
+
+
+def test_same_picture_gives_each_owner_a_row_of_their_own(client, alice, bob, seed_turn, app):
+    bob_client, bob_auth = bob
+    alice_conv, bob_conv = create(client, alice), create(bob_client, bob_auth)
+    mine = seed_turn(alice.user["id"], alice_conv["id"], color=(1, 2, 3))
+    again = seed_turn(alice.user["id"], alice_conv["id"], color=(1, 2, 3))
+    theirs = seed_turn(bob_auth.user["id"], bob_conv["id"], color=(1, 2, 3))
+
+    assert again.image_id == mine.image_id  # one row per owner and picture
+    assert theirs.image_id != mine.image_id
+    with app.app_context():
+        rows = db.session.execute(select(Image.user_id, Image.sha256)).all()
+    assert sorted(owner for owner, _ in rows) == sorted([alice.user["id"], bob_auth.user["id"]])
+    assert len({sha for _, sha in rows}) == 1  # the same bytes
+    for reader, own, foreign in (
+        (client, mine.image_id, theirs.image_id),
+        (bob_client, theirs.image_id, mine.image_id),
+    ):
+        assert reader.get(f"/images/{own}").status_code == 200
+        assert reader.get(f"/images/{foreign}").status_code == 404
+        assert reader.get(f"/images/{foreign}/thumb").status_code == 404
+
+
+def test_deleting_one_owners_conversation_keeps_the_file_the_other_uses(
+    client, alice, bob, seed_turn, app
+):
+    bob_client, bob_auth = bob
+    alice_conv, bob_conv = create(client, alice), create(bob_client, bob_auth)
+    mine = seed_turn(alice.user["id"], alice_conv["id"], color=(4, 5, 6))
+    theirs = seed_turn(bob_auth.user["id"], bob_conv["id"], color=(4, 5, 6))
+    picture = bob_client.get(f"/images/{theirs.image_id}").data
+    thumb = bob_client.get(f"/images/{theirs.image_id}/thumb").data
+    store = app.extensions["image_store"]
+    with app.app_context():
+        sha = db.session.get(Image, theirs.image_id).sha256
+    assert store.exists(sha) and store.exists(sha, "image/webp", "thumb")
+
+    assert (
+        client.delete(f"/conversations/{alice_conv['id']}", headers=alice.headers()).status_code
+        == 204
+    )
+
+    with app.app_context():
+        assert db.session.get(Image, mine.image_id) is None
+        assert db.session.get(Image, theirs.image_id) is not None
+    assert store.exists(sha) and store.exists(sha, "image/webp", "thumb")
+    assert bob_client.get(f"/images/{theirs.image_id}").data == picture
+    assert bob_client.get(f"/images/{theirs.image_id}/thumb").data == thumb
+
+    delete = bob_client.delete(f"/conversations/{bob_conv['id']}", headers=bob_auth.headers())
+    assert delete.status_code == 204
+    with app.app_context():
+        assert db.session.execute(select(func.count()).select_from(Image)).scalar() == 0
+    assert not store.exists(sha) and not store.exists(sha, "image/webp", "thumb")

@@ -1,8 +1,9 @@
 """Content-addressed image files: `<root>/<sha[:2]>/<sha>.png`.
 
-The same picture is stored once, however many messages use it. Writes go to
-a temporary file first and are renamed into place, so a reader never sees a
-half-written image and a crash leaves no torn file behind.
+The same picture is stored once, however many owners and messages use it
+(each owner has their own database row). Writes go to a temporary file first
+and are renamed into place, so a reader never sees a half-written image and a
+crash leaves no torn file behind.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Stored images: bytes in the ImageStore, metadata in `images`, access only
-through a message of a conversation the caller owns."""
+"""Stored images: bytes in the ImageStore (one file per content), metadata
+in `images` (one row per owner and content), readable by their owner only."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 
 from app.errors import NotFound
 from app.extensions import db
-from app.models import Conversation, Image, Message, MessageImage, User
+from app.i18n import _l
+from app.models import Image, MessageImage, User
 from app.services.image_files import ImageStore
 
 THUMB_SIZE = 256
@@ -48,9 +49,10 @@ def save(clean) -> StoredImage:
     )
 
 
-def upsert_rows(session: Session, images: Iterable[StoredImage]) -> dict[str, Image]:
-    """The Image row for each picture, created where missing (inside the
-    caller's write transaction)."""
+def upsert_rows(session: Session, owner_id: int, images: Iterable[StoredImage]) -> dict[str, Image]:
+    """The owner's Image row for each picture, created where missing (inside
+    the caller's write transaction). Another user's row for the same bytes is
+    never reused: its id would tell this owner that someone else has them."""
     wanted = {image.sha256: image for image in images}
     if not wanted:
         return {}
@@ -60,13 +62,12 @@ def upsert_rows(session: Session, images: Iterable[StoredImage]) -> dict[str, Im
         # the lock, what is linked now is guaranteed to be on disk.
         if image.data and not store().exists(sha256, image.mime):
             store().put(image.data, image.mime, sha256=sha256)
-    rows = {
-        row.sha256: row
-        for row in session.execute(select(Image).where(Image.sha256.in_(wanted))).scalars()
-    }
+    owned = select(Image).where(Image.user_id == owner_id, Image.sha256.in_(wanted))
+    rows = {row.sha256: row for row in session.execute(owned).scalars()}
     for sha256, image in wanted.items():
         if sha256 not in rows:
             row = Image(
+                user_id=owner_id,
                 sha256=sha256,
                 mime=image.mime,
                 width=image.width,
@@ -81,7 +82,8 @@ def upsert_rows(session: Session, images: Iterable[StoredImage]) -> dict[str, Im
 
 def delete_orphans(session: Session, image_ids: Iterable[int]) -> list[str]:
     """Delete the rows of those images no message links any more; return
-    their hashes so the files can go once the transaction has committed."""
+    their hashes so the files can go once the transaction has committed
+    (remove_files keeps a file another owner's row still uses)."""
     ids = list(image_ids)
     if not ids:
         return []
@@ -96,9 +98,10 @@ def delete_orphans(session: Session, image_ids: Iterable[int]) -> list[str]:
 
 
 def remove_files(hashes: Iterable[str]) -> None:
-    """Delete the files of images whose rows are gone, unless a concurrent
-    request has linked the same picture again meanwhile (checked under the
-    per-image lock that upsert_rows takes too)."""
+    """Delete the files no row uses any more: a file is shared by every
+    owner of the same picture, and a concurrent request may have linked it
+    again meanwhile (both checked under the per-image lock that upsert_rows
+    takes too)."""
     hashes = sorted(set(hashes))
     if not hashes:
         return
@@ -123,17 +126,13 @@ def lock_images(session: Session, hashes: Iterable[str]) -> None:
 
 
 def readable_image(user: User | None, image_id: int) -> Image:
-    """The image, if a message in one of the user's conversations uses it."""
+    """The image, if it is the user's own: rows exist only while a message of
+    their owner links them (delete_orphans), and anonymous callers have none."""
     if user is None or not getattr(user, "is_authenticated", False):
         raise NotFound()
-    owned = (
-        select(MessageImage.image_id)
-        .join(Message, Message.id == MessageImage.message_id)
-        .join(Conversation, Conversation.id == Message.conversation_id)
-        .where(MessageImage.image_id == image_id, Conversation.user_id == user.id)
-        .limit(1)
-    )
-    image = db.session.execute(select(Image).where(Image.id.in_(owned))).scalar_one_or_none()
+    image = db.session.execute(
+        select(Image).where(Image.id == image_id, Image.user_id == user.id)
+    ).scalar_one_or_none()
     if image is None:
         raise NotFound()
     return image
@@ -142,7 +141,7 @@ def readable_image(user: User | None, image_id: int) -> Image:
 def image_bytes(image: Image) -> bytes:
     data = store().get(image.sha256, image.mime)
     if data is None:
-        raise NotFound("The image file is missing.", "图片文件缺失。", code="image_missing")
+        raise NotFound(_l("The image file is missing."), code="image_missing")
     return data
 
 
