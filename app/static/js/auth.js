@@ -1,4 +1,6 @@
 // Sign up, log in, log out, in a dialog; the signed-in name in the top bar.
+// The same dialog makes the first admin with the setup code from the server
+// log, and asks for an invite code when the signup policy wants one.
 
 import { api, ApiError, setCsrfToken } from "./api.js";
 import { $ } from "./dom.js";
@@ -7,17 +9,47 @@ import { emit, on, state } from "./state.js";
 import { toast } from "./ui.js";
 
 let mode = "login";
+// From GET /auth/setup; an older server without it behaves as "open", no setup.
+let setup = { needed: false, signup_policy: "open" };
+
+const TITLES = { login: "auth.loginTitle", signup: "auth.signupTitle", setup: "auth.setupTitle" };
+const SUBMITS = { login: "auth.login", signup: "auth.signup", setup: "auth.setupSubmit" };
 
 function setMode(next) {
+  const closed = setup.signup_policy === "closed";
+  if ((next === "setup" && !setup.needed) || (next === "signup" && closed)) next = "login";
   mode = next;
   const signup = mode === "signup";
+  $("#auth-tabs").hidden = mode === "setup" || closed;
   $("#tab-login").setAttribute("aria-selected", String(!signup));
   $("#tab-signup").setAttribute("aria-selected", String(signup));
-  $("#auth-title").textContent = t(signup ? "auth.signupTitle" : "auth.loginTitle");
-  $("#auth-submit").textContent = t(signup ? "auth.signup" : "auth.login");
-  $("#auth-password").autocomplete = signup ? "new-password" : "current-password";
-  $("#auth-password-help").hidden = !signup;
+  $("#auth-title").textContent = t(TITLES[mode]);
+  $("#auth-submit").textContent = t(SUBMITS[mode]);
+  $("#auth-password").autocomplete = mode === "login" ? "current-password" : "new-password";
+  $("#auth-password-help").hidden = mode === "login";
+  $("#auth-invite-field").hidden = !(signup && setup.signup_policy === "invite");
+  $("#auth-setup-field").hidden = mode !== "setup";
+  $("#setup-offer").hidden = !setup.needed || mode === "setup";
+  $("#setup-back").hidden = mode !== "setup";
+  $("#auth-closed").hidden = !(closed && mode === "login");
   showError(null);
+}
+
+/** Whether the first admin is still to be made, and who may sign up. */
+export async function loadSetup() {
+  try {
+    const answer = await api.get("/auth/setup");
+    setup = {
+      needed: Boolean(answer?.needed),
+      signup_policy: ["open", "invite", "closed"].includes(answer?.signup_policy) ? answer.signup_policy : "open",
+    };
+  } catch (error) {
+    if (!(error instanceof ApiError)) throw error;
+    setup = { needed: false, signup_policy: "open" };
+  }
+  if (mode === "signup" && setup.signup_policy === "closed") mode = "login";
+  setMode(mode);
+  return setup;
 }
 
 function showError(message) {
@@ -30,7 +62,7 @@ export function openAuth(initial = "login") {
   setMode(initial);
   const dialog = $("#auth-dialog");
   if (!dialog.open) dialog.showModal();
-  $("#auth-username").focus();
+  (mode === "setup" ? $("#auth-setup-code") : $("#auth-username")).focus();
 }
 
 /** Adopt a session answer from /me, /auth/login or /auth/signup. */
@@ -60,21 +92,51 @@ async function submit(event) {
     showError(t("auth.required"));
     return;
   }
+  const body = { username, password };
+  if (mode === "setup") {
+    body.setup_code = $("#auth-setup-code").value.trim();
+    if (!body.setup_code) {
+      showError(t("auth.setupHelp"));
+      $("#auth-setup-code").focus();
+      return;
+    }
+  }
+  const invite = $("#auth-invite").value.trim();
+  if (mode === "signup" && setup.signup_policy === "invite" && invite) body.invite_code = invite;
   const button = $("#auth-submit");
   button.disabled = true;
   showError(null);
+  const settingUp = mode === "setup";
   try {
-    const session = await api.post(`/auth/${mode}`, { json: { username, password } });
+    let session = await api.post(`/auth/${mode}`, { json: body });
+    if (settingUp && !session?.authenticated) {
+      session = await api.post("/auth/login", { json: { username, password } });
+    }
     $("#auth-password").value = "";
+    $("#auth-setup-code").value = "";
+    $("#auth-invite").value = "";
     $("#auth-dialog").close();
+    if (settingUp) {
+      setup = { ...setup, needed: false };
+      setMode("login");
+    }
     adoptSession(session);
-    toast(t("auth.welcome", { name: session.user.username }), { kind: "success", timeout: 2500 });
+    toast(t(settingUp ? "auth.setupDone" : "auth.welcome", { name: session.user.username }),
+      { kind: "success", timeout: 2500 });
   } catch (error) {
     if (!(error instanceof ApiError)) throw error;
     let message = error.message;
     if (error.status === 429 && error.retryAfter) message += ` ${t("auth.retryIn", { s: error.retryAfter })}`;
     showError(message);
-    (error.code === "invalid_password" ? $("#auth-password") : $("#auth-username")).focus();
+    if (settingUp && error.status === 404) {
+      // Someone else made the first admin meanwhile.
+      await loadSetup();
+    }
+    const field = error.code === "invalid_password" ? "#auth-password"
+      : mode === "setup" && /setup/.test(error.code) ? "#auth-setup-code"
+        : mode === "signup" && /invite/.test(error.code) ? "#auth-invite" : "#auth-username";
+    if ($(field).closest("[hidden]")) $("#auth-username").focus();
+    else $(field).focus();
   } finally {
     button.disabled = false;
   }
@@ -94,6 +156,14 @@ export function initAuth() {
   $("#auth-form").addEventListener("submit", submit);
   $("#tab-login").addEventListener("click", () => setMode("login"));
   $("#tab-signup").addEventListener("click", () => setMode("signup"));
+  $("#setup-start").addEventListener("click", () => {
+    setMode("setup");
+    $("#auth-setup-code").focus();
+  });
+  $("#setup-back").addEventListener("click", () => {
+    setMode("login");
+    $("#auth-username").focus();
+  });
   for (const tab of [$("#tab-login"), $("#tab-signup")]) {
     tab.addEventListener("keydown", (event) => {
       if (event.key !== "ArrowLeft" && event.key !== "ArrowRight") return;

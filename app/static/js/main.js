@@ -2,7 +2,8 @@
 // how the sidebar, thread, composer and settings react to each other.
 
 import { api, handleSessionLost } from "./api.js";
-import { adoptSession, initAuth, sessionExpired } from "./auth.js";
+import { initAdmin } from "./admin.js";
+import { adoptSession, initAuth, loadSetup, sessionExpired } from "./auth.js";
 import { clearAttachments, fillPrompt, initComposer, setEditing } from "./composer.js";
 import { $, h } from "./dom.js";
 import { fillIcons } from "./icons.js";
@@ -19,6 +20,7 @@ import { clearThread, initThread, showConversation } from "./thread.js";
 import { initPassword } from "./password.js";
 import { initTokens } from "./tokens.js";
 import { closeDrawersIfNarrow, initDrawers, togglePanel, toast } from "./ui.js";
+import { initUsage } from "./usage.js";
 
 // ---- theme -------------------------------------------------------------------------
 
@@ -166,6 +168,8 @@ async function boot() {
   initPassword();
   initSidebar();
   initAuth();
+  initUsage();
+  initAdmin();
   initComposer({ createConversation });
 
   if (prefs.get("settingsCollapsed")) $("#app").classList.add("settings-collapsed");
@@ -214,6 +218,7 @@ async function boot() {
     api.get("/health").catch(() => null),
     api.get("/me").catch(() => ({ authenticated: false })),
     api.get("/v1/models").catch(() => null),
+    loadSetup(),
   ]);
   state.provider = health?.provider || models?.provider || null;
   if (health?.version) state.version = health.version;

@@ -8,6 +8,7 @@ import { icon } from "./icons.js";
 import { clockTime, t } from "./i18n.js";
 import { imageGrid, localImage, storedImage } from "./images.js";
 import { emit, state } from "./state.js";
+import { LONG_WAIT_S, QUOTA_CODES, quotaMessage, resetPhrase, waitSeconds } from "./usage.js";
 
 const PAGE = 30;
 const messagesEl = () => $("#messages");
@@ -85,11 +86,12 @@ export function assistantMessage(message, images, prompt) {
   return h("article", { class: "msg msg-assistant", dataset: { id: message.id ?? "" } }, avatar(), body);
 }
 
-function errorCard({ message, code, upstream }, actions = null) {
+function errorCard({ message, code, upstream, note = null }, actions = null) {
   return h("div", { class: "error-card", role: "alert" },
     icon("alert"),
     h("div", { class: "error-main" },
       h("p", { class: "error-message", text: message }),
+      note ? h("p", { class: "error-note", text: note }) : null,
       upstream ? h("p", { class: "error-upstream", text: upstream }) : null,
       code ? h("p", { class: "error-code", text: code }) : null),
     actions);
@@ -241,8 +243,22 @@ function placeholder(count, aspect, onCancel) {
   return { el, stop: () => clearInterval(timer) };
 }
 
+/** A quota or budget refusal that lasts: when it lifts, and no retry button. */
+function quotaFailure(error) {
+  const card = errorCard({
+    message: error.message || t("error.unknown"),
+    // In the browser's clock, which may not be the server's QUOTA_TIMEZONE.
+    note: resetPhrase({ resetsAt: error.body?.resets_at, retryAfter: error.retryAfter }),
+    code: error.code,
+  });
+  card.classList.add("is-quota");
+  return h("article", { class: "msg msg-assistant failed" }, avatar(), h("div", { class: "msg-body" }, card));
+}
+
 /** An error with a retry button that waits out Retry-After, counting down. */
 function failure(error, onRetry) {
+  const quota = QUOTA_CODES.has(error.code);
+  if (quota && waitSeconds(error) > LONG_WAIT_S) return quotaFailure(error);
   const retry = h("button", { type: "button", class: "btn btn-secondary btn-sm retry-btn" });
   const label = h("span");
   retry.append(icon("retry"), label);
@@ -271,7 +287,7 @@ function failure(error, onRetry) {
   });
   const isCancel = error.name === "AbortError";
   const card = errorCard({
-    message: isCancel ? t("turn.cancelled") : error.message || t("error.unknown"),
+    message: isCancel ? t("turn.cancelled") : quota ? quotaMessage(error) : error.message || t("error.unknown"),
     code: isCancel ? null : error.code,
     // Google's own words (English), for the cases where they say more.
     upstream: isCancel ? null : error.body?.upstream_message,

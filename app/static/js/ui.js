@@ -100,6 +100,11 @@ export function initDrawers() {
       else if (panel.id === "settings") $("#open-settings").click();
     });
   }
+  // Every dialog's close button; the dialog puts focus back where it was.
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest?.("[data-close-dialog]");
+    if (button) button.closest("dialog")?.close();
+  });
   document.addEventListener("keydown", (event) => {
     if (event.key !== "Escape" || event.defaultPrevented) return;
     const open = document.querySelector(".drawer.open");
