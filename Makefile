@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench soak fuzz clean
+.PHONY: run test lint format translations bench soak fuzz clean
 
 .venv/.installed: requirements.txt requirements-dev.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,16 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# Server text (app/i18n.py): collect the msgids from app/, merge them into the
+# Chinese catalogue, compile it. A new msgid arrives with an empty translation:
+# write the Chinese in the .po and run it again. The .mo is shipped in git.
+POT := $(VENV)/messages.pot
+translations: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -k _l --sort-output --add-location=file -o $(POT) app
+	$(BIN)/pybabel update -i $(POT) -d app/translations -l zh_Hans --no-fuzzy-matching \
+		--ignore-pot-creation-date --init-missing --ignore-obsolete
+	$(BIN)/pybabel compile -d app/translations --statistics
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

@@ -72,6 +72,14 @@ class Config:
     MAX_IMAGE_BYTES = env_int("MAX_IMAGE_BYTES", 10 * 1024 * 1024)
     MAX_IMAGE_PIXELS = env_int("MAX_IMAGE_PIXELS", 50_000_000)
     MAX_FORM_PARTS = env_int("MAX_FORM_PARTS", 64)
+    # Decoding uploads (app/services/decode_budget.py): pixels of all the
+    # uploads of one request, read from their headers (14 photos of 7 MP or
+    # two at MAX_IMAGE_PIXELS pass); requests decoding at once, and how many
+    # may wait how long for a turn before a 503.
+    MAX_REQUEST_PIXELS = env_int("MAX_REQUEST_PIXELS", 100_000_000)
+    DECODE_CONCURRENCY = env_int("DECODE_CONCURRENCY", 2)
+    DECODE_MAX_QUEUE = env_int("DECODE_MAX_QUEUE", 4)
+    DECODE_QUEUE_TIMEOUT_S = env_float("DECODE_QUEUE_TIMEOUT_S", 10)
 
     # Sessions (Flask-Session). Idle lifetime is how long a session lives
     # without use; absolute lifetime caps it however active it is.
@@ -100,12 +108,20 @@ class Config:
     # Redis away for a moment: count in memory rather than fail every request.
     RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
     LOGIN_RATE_LIMIT = env_str("LOGIN_RATE_LIMIT", "10/minute;50/hour")
+    # Failed logins per username from one address; and per username from all
+    # addresses together, a ceiling for guessers that rotate addresses.
     LOGIN_USER_RATE_LIMIT = env_str("LOGIN_USER_RATE_LIMIT", "5/minute;30/hour")
+    LOGIN_USER_CEILING = env_str("LOGIN_USER_CEILING", "100/hour;500/day")
     SIGNUP_RATE_LIMIT = env_str("SIGNUP_RATE_LIMIT", "5/minute;20/hour")
+    # Attempts at the first-admin setup code, per address.
+    SETUP_RATE_LIMIT = env_str("SETUP_RATE_LIMIT", "5/minute;20/hour")
     GENERATION_RATE_LIMIT = env_str("GENERATION_RATE_LIMIT", "30/minute;500/day")
 
     # Accounts
     ALLOW_SIGNUP = env_bool("ALLOW_SIGNUP", True)
+    # open | invite (a code an admin made) | closed; ALLOW_SIGNUP=0 means
+    # closed whatever this says (app/services/accounts.py signup_policy()).
+    SIGNUP_POLICY = env_str("SIGNUP_POLICY", "open")
     # scrypt at OWASP's minimum (N=2^15, r=8, p=3) — see app/services/accounts.py
     PASSWORD_HASH_METHOD = "scrypt:32768:8:3"
     REQUIRE_AUTH_FOR_GENERATION = env_bool("REQUIRE_AUTH_FOR_GENERATION", False)
@@ -130,6 +146,20 @@ class Config:
     GENAI_QUEUE_TIMEOUT_S = env_float("GENAI_QUEUE_TIMEOUT_S", 30)
     GENAI_LEASE_S = env_float("GENAI_LEASE_S", 15)
     HTTPS_PROXY = env_str("HTTPS_PROXY") or env_str("https_proxy")
+
+    # Spend control (app/services/quota.py, pricing.py). Unset: unlimited.
+    # Per-user limits are defaults an admin can override per user.
+    QUOTA_DAILY_IMAGES = env_str("QUOTA_DAILY_IMAGES")
+    QUOTA_MONTHLY_IMAGES = env_str("QUOTA_MONTHLY_IMAGES")
+    QUOTA_MONTHLY_USD = env_str("QUOTA_MONTHLY_USD")
+    # Shared by anonymous callers from one address, per day.
+    ANON_DAILY_IMAGES = env_str("ANON_DAILY_IMAGES")
+    # Install-wide, estimated: every generation stops once it is reached.
+    BUDGET_MONTHLY_USD = env_str("BUDGET_MONTHLY_USD")
+    # Days and months end at midnight here (an IANA name).
+    QUOTA_TIMEZONE = env_str("QUOTA_TIMEZONE", "UTC")
+    # JSON merged over the default prices, per model (see app/services/pricing.py).
+    PRICE_TABLE = env_str("PRICE_TABLE")
 
     SQLALCHEMY_TRACK_MODIFICATIONS = False
 

@@ -1,15 +1,16 @@
 """Application factory. Reads top to bottom: config → extensions →
-blueprints → error handlers → CLI."""
+blueprints → request pipeline → error handlers → CLI."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from pathlib import Path
 
 from flask_openapi3 import Info, OpenAPI
-from werkzeug.middleware.proxy_fix import ProxyFix
 
+from app import private_files
 from config import CONFIGS, Config
 
 __version__ = "1.0.0"
@@ -38,10 +39,12 @@ def create_app(config: type[Config] | dict | str | None = None) -> OpenAPI:
     # 2. Extensions
     from app import extensions
     from app.db import configure_engine
+    from app.i18n import init_i18n
     from app.logs import init_logging
     from app.web.sessions import init_sessions
 
     init_logging(app)
+    init_i18n(app)
     extensions.db.init_app(app)
     configure_engine(app)
     extensions.migrate.init_app(
@@ -57,28 +60,29 @@ def create_app(config: type[Config] | dict | str | None = None) -> OpenAPI:
 
     init_store(app)
     init_genai(app)
+    # Quota, budget and price settings: a typo fails the start, not the first image.
+    from app.services import quota
 
-    # The client address: trust X-Forwarded-* only from the configured number
-    # of proxies in front of us (one mechanism, here, not in waitress too).
-    if app.config["TRUSTED_PROXY_COUNT"] > 0:
-        n = app.config["TRUSTED_PROXY_COUNT"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)
+    quota.validate(app.config)
 
-    # 3. Request pipeline: request ids and access log, auth, CSRF, headers.
-    from app.web import pipeline
-
-    pipeline.init_request_pipeline(app)
-
-    # 4. Blueprints
-    from app.blueprints import auth, conversations, docs, imaging, pages
+    # 3. Blueprints
+    from app.blueprints import admin, auth, conversations, docs, imaging, pages, usage
 
     app.register_api(auth.bp)
+    app.register_api(admin.bp)
+    app.register_api(usage.bp)
     app.register_api(conversations.bp)
     app.register_api(imaging.bp)
-    imaging.init_app(app)
     app.register_api(pages.api)
     app.register_blueprint(pages.bp)
     app.register_blueprint(docs.bp)
+
+    # 4. Request pipeline, its order declared in one place: trusted proxies,
+    # load shedding, request ids and access log, JSON checks, limits,
+    # sessions, CSRF, headers.
+    from app.web import pipeline
+
+    pipeline.install(app, shed_endpoints=imaging.GENERATION_ENDPOINTS)
 
     # 5. Error handlers
     from app.web.errors import register_error_handlers
@@ -112,16 +116,34 @@ def _load_config(app: OpenAPI, config: type[Config] | dict | str | None) -> None
 
 
 def _prepare_data_dirs(app: OpenAPI) -> None:
-    data_dir = Path(app.config.get("DATA_DIR") or app.instance_path)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    # The data folder, the SQLite file and the secret key are the owner's
+    # alone: app/private_files.py.
+    data_dir = private_files.make_dir(Path(app.config.get("DATA_DIR") or app.instance_path))
     app.config["DATA_DIR"] = str(data_dir)
     if not app.config.get("SQLALCHEMY_DATABASE_URI"):
         app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{data_dir / 'app.db'}"
     app.config["SQLALCHEMY_DATABASE_URI"] = _normalise_db_url(app.config["SQLALCHEMY_DATABASE_URI"])
+    _owner_only_sqlite_file(app.config["SQLALCHEMY_DATABASE_URI"])
     if not app.config.get("IMAGE_DIR"):
         app.config["IMAGE_DIR"] = str(data_dir / "images")
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _load_or_create_secret(data_dir / "secret_key")
+
+
+def _owner_only_sqlite_file(url: str) -> None:
+    """Create the SQLite file 0600 before SQLite would (0644); its -wal and
+    -shm files take the database file's mode."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return
+    path = Path(parsed.database)
+    if path.parent.is_dir() and not path.exists():
+        with contextlib.suppress(FileExistsError), private_files.open_new(path):
+            pass  # an empty file is an empty SQLite database
+    for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
+        private_files.tighten(path.with_name(name))
 
 
 def _normalise_db_url(url: str) -> str:
@@ -135,14 +157,16 @@ def _normalise_db_url(url: str) -> str:
 def _load_or_create_secret(path: Path) -> str:
     """A per-install secret, made once and kept, so sessions survive restarts."""
     if path.exists():
+        private_files.tighten(path)
         return path.read_text().strip()
-    # Written whole to a temporary file, then linked into place: a second
-    # process starting at the same moment either wins the link or reads the
-    # complete key the first one linked — never an empty file.
+    # Written whole to a temporary file (created 0600), then linked into
+    # place: a second process starting at the same moment either wins the
+    # link or reads the complete key the first one linked — never an empty
+    # file, and never one another user could read.
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    temporary.write_text(secrets.token_urlsafe(48))
     try:
-        os.chmod(temporary, 0o600)
+        with private_files.open_new(temporary, "w") as file:
+            file.write(secrets.token_urlsafe(48))
         os.link(temporary, path)
     except FileExistsError:
         pass

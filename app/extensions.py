@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from flask_babel import Babel
 from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
-
-from app.web.client import client_address
 
 
 class Base(DeclarativeBase):
@@ -33,4 +33,7 @@ db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
-limiter = Limiter(key_func=client_address)
+# The default key is the address after ProxyFix (the pipeline's first WSGI
+# layer), as app/web/client.py reads it for our own keys.
+limiter = Limiter(key_func=get_remote_address)
+babel = Babel()

@@ -5,7 +5,7 @@ saturation, load shedding, overhead and memory, history, request-path ceiling.
     .venv/bin/python bench/run.py --quick         # 1 short run
     .venv/bin/python bench/run.py --runs 5 --scenario efficiency --scenario overhead
 
-Each scenario starts the fake Gemini server (tests/fake_gemini.py) and the
+Each scenario starts the fake Gemini server (tests/fake_gemini/) and the
 app as ``python wsgi.py`` serves it (waitress, fresh DATA_DIR and LOG_DIR in
 /tmp), drives it with the load generator in bench/loadgen.py, and stops both.
 Prints one table: the median of the runs, with min and max, beside each goal.

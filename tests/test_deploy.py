@@ -26,7 +26,9 @@ from app import create_app
 from app.extensions import db, limiter
 from app.web.server import upgrade_database
 from config import TestingConfig, env_bool
-from tests.conftest import TEST_DATABASE_URL, png_bytes, require_service
+from tests.support.app import TEST_DATABASE_URL
+from tests.support.images import png_bytes
+from tests.support.services import require_service
 from tests.wsgi_server import (
     COMMAND,
     ROOT,
@@ -40,6 +42,10 @@ APP_PORT = 8000
 FAKE_API_KEY = "AIzaSyFAKE-deploy-test-key-0123456789abc"
 PASSWORD = "deploy-test-Passw0rd!"
 NGROK_VARIABLES = {"NGROK_AUTHTOKEN"}
+# The proxies in front of the app in each compose file, each appending to
+# X-Forwarded-For: nginx; ngrok then nginx.
+PROXIES_IN_FRONT = {"docker-compose.nas.yml": 1, "docker-compose.ngrok.yml": 2}
+PROXY_PORT = 8080  # deploy/nginx.conf's listen port
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -266,6 +272,80 @@ def test_each_install_generates_its_own_secret_key(build_app, tmp_path):
     assert build_app(tmp_path / "one").config["SECRET_KEY"] == first
 
 
+# ---- files at rest: the owner's alone ------------------------------------------
+
+posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+
+
+def mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+@pytest.fixture
+def open_umask():
+    """The most permissive umask: modes must come from the code, not from it."""
+    previous = os.umask(0)
+    yield
+    os.umask(previous)
+
+
+def database_bytes(data_dir: Path) -> bytes:
+    return b"".join(
+        path.read_bytes() for path in sorted(data_dir.glob("app.db*")) if path.is_file()
+    )
+
+
+@posix_only
+def test_a_new_install_keeps_its_data_to_its_owner(build_app, tmp_path, open_umask):
+    from app.web.sessions import stored_session_id
+
+    data_dir = tmp_path / "nested" / "data"
+    app = build_app(data_dir)
+    upgrade_database(app)
+    client = app.test_client()
+    client.post("/auth/signup", json={"username": "owner", "password": PASSWORD})
+    sid = client.get_cookie("nb_session").value
+
+    assert mode(data_dir) == 0o700
+    assert mode(data_dir / "secret_key") == 0o600
+    database_files = sorted(data_dir.glob("app.db*"))
+    assert {p.name for p in database_files} >= {"app.db", "app.db-wal"}
+    assert {p.name: mode(p) for p in database_files} == {p.name: 0o600 for p in database_files}
+    # The store holds the hash of the session id, never the id.
+    stored = database_bytes(data_dir)
+    assert stored_session_id(sid).encode() in stored
+    assert sid.encode() not in stored
+
+
+@posix_only
+def test_the_secret_key_is_never_readable_by_others_even_while_written(
+    build_app, tmp_path, open_umask, monkeypatch
+):
+    modes_when_linked = []
+    real_link = os.link
+
+    def link(source, target, *args, **kwargs):
+        modes_when_linked.append(mode(Path(source)))
+        return real_link(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(os, "link", link)
+    build_app(tmp_path / "data")
+    assert modes_when_linked == [0o600]
+
+
+@posix_only
+def test_an_older_install_is_tightened_at_start(build_app, tmp_path):
+    data_dir = tmp_path / "data"
+    first = build_app(data_dir)
+    upgrade_database(first)
+    os.chmod(data_dir, 0o755)
+    for name in ("secret_key", "app.db"):
+        os.chmod(data_dir / name, 0o644)
+    build_app(data_dir)
+    assert mode(data_dir) == 0o700
+    assert mode(data_dir / "secret_key") == mode(data_dir / "app.db") == 0o600
+
+
 def test_upgrade_from_the_first_migration_keeps_the_data(build_app, tmp_path):
     from alembic.script import ScriptDirectory
     from werkzeug.security import generate_password_hash
@@ -395,6 +475,80 @@ def test_backup_zip_holds_database_images_and_secret_key(build_app, tmp_path):
         restored.close()
 
 
+def logged_in_cookies(app, count: int) -> list[str]:
+    cookies = []
+    for _ in range(count):
+        client = app.test_client()
+        response = client.post("/auth/login", json={"username": "keeper", "password": PASSWORD})
+        assert response.status_code == 200
+        cookies.append(client.get_cookie("nb_session").value)
+    return cookies
+
+
+@posix_only
+def test_a_backup_is_private_and_resumes_no_session(build_app, tmp_path, open_umask):
+    """The issue's case: nine sessions, a backup, a restore: before, eight
+    were still logged in. Now the zip and all it holds are 0600, the copy has
+    no session rows, and a server restored from it knows none of the cookies."""
+    from app.web.sessions import stored_session_id
+
+    app, _ = _populated(build_app, tmp_path / "data")
+    cookies = logged_in_cookies(app, 9)
+    target = tmp_path / "snapshots" / "nightly.zip"
+    result = app.test_cli_runner().invoke(args=["backup", "--output", str(target)])
+    assert result.exit_code == 0, result.output
+    assert "sessions: left out" in result.output
+
+    assert mode(target) == 0o600
+    assert mode(target.parent) == 0o700
+    restored_dir = tmp_path / "restored"
+    with zipfile.ZipFile(target) as archive:
+        for info in archive.infolist():  # what `unzip` would restore
+            assert (info.external_attr >> 16) & 0o777 == 0o600, info.filename
+        assert json.loads(archive.read("backup-manifest.json"))["left_out"] == ["sessions"]
+        archive.extractall(restored_dir)
+    snapshot = (restored_dir / "app.db").read_bytes()
+    for cookie in cookies:
+        assert cookie.encode() not in snapshot
+        assert stored_session_id(cookie).encode() not in snapshot
+    copy = sqlite3.connect(restored_dir / "app.db")
+    try:
+        assert copy.execute("SELECT COUNT(*) FROM sessions").fetchone()[0] == 0
+    finally:
+        copy.close()
+
+    # Control: every cookie is logged in on the live install...
+    for cookie in cookies:
+        live = app.test_client()
+        live.set_cookie("nb_session", cookie)
+        assert live.get("/me").get_json()["authenticated"] is True
+    # ...and none on an install restored from the backup (same secret key).
+    restored = build_app(restored_dir)
+    assert restored.config["SECRET_KEY"] == app.config["SECRET_KEY"]
+    for cookie in cookies:
+        replay = restored.test_client()
+        replay.set_cookie("nb_session", cookie)
+        assert replay.get("/me").get_json()["authenticated"] is False
+    login = restored.test_client().post(
+        "/auth/login", json={"username": "keeper", "password": PASSWORD}
+    )
+    assert login.status_code == 200
+
+
+@posix_only
+def test_a_backup_folder_and_the_default_backups_folder_are_private(
+    build_app, tmp_path, open_umask
+):
+    app, _ = _populated(build_app, tmp_path / "data")
+    result = app.test_cli_runner().invoke(args=["backup", "--folder"])
+    assert result.exit_code == 0, result.output
+    backups = tmp_path / "data" / "backups"
+    [snapshot] = list(backups.iterdir())
+    assert mode(backups) == mode(snapshot) == 0o700
+    for path in snapshot.rglob("*"):
+        assert mode(path) == (0o700 if path.is_dir() else 0o600), path
+
+
 def test_backup_to_a_folder_is_timestamped(build_app, tmp_path):
     app, sha = _populated(build_app, tmp_path / "data")
     out = tmp_path / "backups"
@@ -434,6 +588,15 @@ def test_backup_dumps_postgres_with_pg_dump(app_factory, tmp_path):
         manifest = json.loads(archive.read("backup-manifest.json"))
     assert dump.startswith(b"PGDMP")  # pg_dump's custom format
     assert manifest["rows"]["users"] == 1
+    # The sessions table's definition is in the dump, its rows are not.
+    dump_file = tmp_path / "pg.dump"
+    dump_file.write_bytes(dump)
+    listing = subprocess.run(
+        ["pg_restore", "--list", str(dump_file)], capture_output=True, text=True, check=True
+    ).stdout
+    assert re.search(r"TABLE DATA public users ", listing)
+    assert re.search(r"TABLE public sessions ", listing)
+    assert not re.search(r"TABLE DATA public sessions ", listing)
     password = make_url(TEST_DATABASE_URL).password
     if password:
         assert password not in result.output
@@ -560,36 +723,65 @@ def test_compose_names_only_what_the_app_reads(name):
     assert str(environment["LOG_DIR"]).startswith("/data/")
     assert {"GOOGLE_API_KEY", "GEMINI_API_KEY", "DEFAULT_MODEL"} <= set(environment)
     assert {"GENAI_MAX_CONCURRENT", "GENAI_MIN_INTERVAL_MS"} <= set(environment)
-    assert effective_default(environment["TRUSTED_PROXY_COUNT"]) == "1"
+    # Fixed, not from .env: it is the number of proxies this file puts in front.
+    assert str(environment["TRUSTED_PROXY_COUNT"]) == str(PROXIES_IN_FRONT[name])
 
-    for port in api.get("ports", []):
-        assert str(port).rsplit(":", 1)[-1] == str(APP_PORT)
+    assert "ports" not in api, "waitress is never published: nginx is in front"
     [volume] = api["volumes"]
     source, target = volume.split(":")[:2]
     assert target == "/data"
     assert source in declared_volumes
 
+    proxy = spec["services"]["proxy"]
+    assert proxy["image"].startswith("nginxinc/nginx-unprivileged:")
+    assert proxy["volumes"] == ["./deploy/nginx.conf:/etc/nginx/nginx.conf:ro"]
+    assert proxy["depends_on"] == {api_name: {"condition": "service_healthy"}}
+    assert "environment" not in proxy and "env_file" not in proxy
+    nginx_conf = (ROOT / "deploy" / "nginx.conf").read_text(encoding="utf-8")
+    assert f"http://{api_name}:{APP_PORT}" in nginx_conf
+    assert f"listen {PROXY_PORT};" in nginx_conf
+
     for other_name, other in spec["services"].items():
-        if other_name == api_name:
+        if other_name in (api_name, "proxy"):
             continue
-        # Only ngrok's own container sits beside the app.
+        # Only ngrok's own container sits beside the app and its proxy.
         assert other["image"].startswith("ngrok/ngrok")
         assert set(other.get("environment", {})) <= NGROK_VARIABLES
         assert interpolated_variables(other) <= NGROK_VARIABLES
-        assert f"{api_name}:{APP_PORT}" in other["command"]
+        assert f"proxy:{PROXY_PORT}" in other["command"]
         assert "ports" not in other and "volumes" not in other
 
 
-def test_nas_compose_publishes_4041():
-    _, api = app_service(compose("docker-compose.nas.yml"))
-    assert api["ports"] == [f"4041:{APP_PORT}"]
+def test_nas_compose_publishes_4041_through_the_proxy():
+    spec = compose("docker-compose.nas.yml")
+    assert spec["services"]["proxy"]["ports"] == [f"4041:{PROXY_PORT}"]
+    assert [name for name, s in spec["services"].items() if "ports" in s] == ["proxy"]
+
+
+def test_the_proxy_writes_every_forwarded_header_the_app_trusts():
+    """ProxyFix (TRUSTED_PROXY_COUNT) reads X-Forwarded-For, -Proto, -Host,
+    -Port and -Prefix: nginx must append to or replace each one, or a client's
+    own value would pass as the proxy's."""
+    conf = (ROOT / "deploy" / "nginx.conf").read_text(encoding="utf-8")
+    written = dict(re.findall(r"proxy_set_header\s+(X-Forwarded-\w+)\s+([^;]+);", conf))
+    assert written == {
+        "X-Forwarded-For": "$proxy_add_x_forwarded_for",
+        "X-Forwarded-Proto": "$forwarded_proto",
+        "X-Forwarded-Host": "$http_host",
+        "X-Forwarded-Port": '""',
+        "X-Forwarded-Prefix": '""',
+    }
+    assert "proxy_request_buffering on;" in conf
+    assert re.search(r"client_header_timeout\s+\d+s;", conf)
 
 
 def test_ngrok_compose_locks_generation_down_by_default(monkeypatch):
     spec = compose("docker-compose.ngrok.yml")
     _, api = app_service(spec)
     environment = api["environment"]
-    assert "ports" not in api, "only the tunnel reaches the app"
+    assert not [name for name, s in spec["services"].items() if "ports" in s], (
+        "only the tunnel reaches the proxy, and only the proxy the app"
+    )
 
     def default_is_true(variable: str) -> bool:
         monkeypatch.setenv(variable, effective_default(environment[variable]))
@@ -597,7 +789,7 @@ def test_ngrok_compose_locks_generation_down_by_default(monkeypatch):
 
     assert default_is_true("REQUIRE_AUTH_FOR_GENERATION")
     assert "ALLOW_SIGNUP" in environment
-    assert effective_default(environment["TRUSTED_PROXY_COUNT"]) == "1"
+    assert str(environment["TRUSTED_PROXY_COUNT"]) == "2"  # ngrok, then nginx
     assert "NGROK_AUTHTOKEN" in spec["services"]["ngrok"]["environment"]
 
 

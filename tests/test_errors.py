@@ -46,7 +46,8 @@ def test_422_on_non_json_body(client):
         ({"prompt": "x", "temperature": 3}, "temperature must be at most 2", "不能大于 2"),
         ({"prompt": "x", "top_k": 0}, "top_k must be at least 1.", "不能小于 1"),
         ({"prompt": "x", "seed": 1.5}, "seed must be a whole number.", "必须是整数"),
-        ([1, 2], "The request body must be a JSON object.", "请求体必须是 JSON 对象。"),
+        # A body that is JSON but not an object: 400 before validation, in
+        # tests/test_pipeline.py (test_non_object_json_bodies_are_400_...).
     ],
 )
 def test_validation_errors_say_what_to_fix_in_both_languages(client, payload, english, chinese):

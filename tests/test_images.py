@@ -204,14 +204,14 @@ def test_decompression_bomb_is_refused_from_its_header(bomb_png, monkeypatch, pi
         tracemalloc.stop()
     assert peak < 10 * 1024 * 1024
     assert Image.core.get_stats()["new_count"] == buffers_before
-    assert "50,000,000 pixels" in caught.value.message_en
+    assert "50,000,000 pixels" in caught.value.text("en")
     assert caught.value.extra["max_pixels"] == 50_000_000
 
 
 def test_pixel_limit_is_configurable():
     with pytest.raises(ImageTooLarge) as caught:
         ingest_image(encode(Image.new("RGB", (100, 100)), "PNG"), max_pixels=9_999)
-    assert "100×100" in caught.value.message_en
+    assert "100×100" in caught.value.text("en")
 
 
 # --- what comes out ------------------------------------------------------------

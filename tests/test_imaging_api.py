@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Message
-from tests.imaging_helpers import bomb_png, decode, exif_rotated_jpeg, marked_png, png, tiff
+from tests.support.images import bomb_png, decode, exif_rotated_jpeg, marked_png, png_bytes, tiff
 
 
 def files(*blobs, name="image.png"):
@@ -108,7 +108,7 @@ def test_models_catalog_follows_config(app_factory):
 def test_edit_applies_named_operation(client):
     response = client.post(
         "/v1/edit",
-        data={"prompt": "make it grayscale", "files": files(png((200, 40, 40)))},
+        data={"prompt": "make it grayscale", "files": files(png_bytes((200, 40, 40)))},
         content_type="multipart/form-data",
     )
     assert response.status_code == 200, response.get_json()
@@ -120,7 +120,7 @@ def test_edit_applies_named_operation(client):
 def test_numeric_prompt_in_form_stays_text(client):
     response = client.post(
         "/v1/edit",
-        data={"prompt": "1984", "files": files(png())},
+        data={"prompt": "1984", "files": files(png_bytes())},
         content_type="multipart/form-data",
     )
     assert response.status_code == 200
@@ -129,14 +129,15 @@ def test_numeric_prompt_in_form_stays_text(client):
 def test_compose_needs_two_images(client):
     response = client.post(
         "/v1/compose",
-        data={"prompt": "tile them", "files": files(png())},
+        data={"prompt": "tile them", "files": files(png_bytes())},
         content_type="multipart/form-data",
     )
     assert response.status_code == 400
     assert response.get_json()["error"] == "not_enough_images"
+    two = [png_bytes(size=(48, 32)), png_bytes((10, 10, 200), size=(48, 32))]
     response = client.post(
         "/v1/compose",
-        data={"prompt": "tile them side by side", "files": files(png(), png((10, 10, 200)))},
+        data={"prompt": "tile them side by side", "files": files(*two)},
         content_type="multipart/form-data",
     )
     assert response.status_code == 200
@@ -155,7 +156,7 @@ def test_edit_without_image_is_400(client):
 @pytest.mark.parametrize(
     ("blob", "status", "code"),
     [
-        (png()[:60], 400, "invalid_image"),
+        (png_bytes()[:60], 400, "invalid_image"),
         (b"", 400, "invalid_image"),
         (os.urandom(2048), 400, "invalid_image"),
         (b"<html><body>not a png</body></html>", 400, "invalid_image"),
@@ -180,7 +181,7 @@ def test_too_many_images_for_the_model(client):
         data={
             "prompt": "tile",
             "model": "gemini-2.5-flash-image",
-            "files": files(*[png((i, i, i)) for i in range(4)]),
+            "files": files(*[png_bytes((i, i, i)) for i in range(4)]),
         },
         content_type="multipart/form-data",
     )
@@ -256,6 +257,40 @@ def test_generate_then_edit_result_by_id_is_kept_in_history(client, auth, conver
         assert served.status_code == 200 and served.data.startswith(b"\x89PNG")
     # the edit rotated the generated square: served bytes match the response
     assert decode(second.get_json()["images"][0]).size == (1024, 1024)
+
+
+def test_the_options_asked_are_recorded_with_the_turn(client, auth, conversation):
+    cid = conversation["id"]
+    asked = {
+        "model": "gemini-2.5-flash-image",
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "top_k": 32,
+        "candidate_count": 2,
+        "seed": 3,
+        "max_output_tokens": 2048,
+        "aspect_ratio": "16:9",
+    }
+    response = client.post(
+        "/v1/generate",
+        json={"prompt": "a banana", "conv_id": cid, **asked},
+        headers=auth.headers(),
+    )
+    assert response.status_code == 200, response.get_json()
+    user_turn = client.get(f"/conversations/{cid}/messages").get_json()["items"][0]
+    # What was asked, as asked: unset options left out, nothing else added.
+    assert user_turn["params"] == asked
+
+
+def test_a_text_option_sent_as_a_number_in_a_form_stays_text(client):
+    # flask-openapi3 JSON-decodes form fields: `model=2` arrives as 2.
+    response = client.post(
+        "/v1/edit",
+        data={"prompt": "grayscale", "model": "2", "files": files(png_bytes())},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "unknown_model"
 
 
 def test_someone_elses_conversation_is_404_and_nothing_written(client, auth, conversation, app):
@@ -353,6 +388,14 @@ def test_nano_cli_generates_and_edits(runner, tmp_path):
 
     r, g, b = Image.open(edited).convert("RGB").getpixel((10, 10))
     assert r == g == b
+
+
+def test_nano_cli_refuses_an_option_out_of_range(runner, tmp_path):
+    out = tmp_path / "out.png"
+    result = runner.invoke(args=["nano", "generate", "x", "-o", str(out), "--seed", str(2**40)])
+    assert result.exit_code == 2
+    assert "seed" in result.output
+    assert not out.exists()
 
 
 def test_inputs_past_the_upstream_request_cap_are_413(client, monkeypatch):

@@ -29,8 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.conftest import connect_redis, require_service
 from tests.fake_gemini import FakeGemini
+from tests.support.services import connect_redis, require_service
 from tests.wsgi_server import WsgiServer, isolated_environment
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]

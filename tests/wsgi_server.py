@@ -30,6 +30,7 @@ COMMAND = ["python", "wsgi.py"]
 NO_LIMITS = {
     "LOGIN_RATE_LIMIT": "1000000/minute",
     "LOGIN_USER_RATE_LIMIT": "1000000/minute",
+    "LOGIN_USER_CEILING": "1000000/minute",
     "SIGNUP_RATE_LIMIT": "1000000/minute",
     "GENERATION_RATE_LIMIT": "1000000/minute",
 }

@@ -29,7 +29,9 @@ bp = APIBlueprint(
     abp_responses=error_responses(400, 401, 404, 413),
 )
 
-IMMUTABLE = "private, max-age=31536000, immutable"
+# Revalidated on every use (the ETag makes that a 304): a private picture
+# must not stay readable from the cache of a shared computer after logout.
+PRIVATE_REVALIDATE = "private, no-cache"
 
 
 @bp.post("/conversations", responses={201: ConversationOut, 401: ErrorOut})
@@ -87,7 +89,7 @@ def _image_response(data: bytes, mime: str, etag: str):
         response = make_response(data)
         response.headers["Content-Type"] = mime
     response.set_etag(etag)
-    response.headers["Cache-Control"] = IMMUTABLE
+    response.headers["Cache-Control"] = PRIVATE_REVALIDATE
     return response
 
 

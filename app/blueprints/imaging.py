@@ -8,12 +8,12 @@ from flask import current_app, request
 from flask_login import current_user
 from flask_openapi3 import APIBlueprint, Tag
 
-from app.errors import Busy, InvalidInput, Unauthorized
+from app.errors import InvalidInput, Unauthorized
 from app.extensions import limiter
+from app.i18n import _l, named_language
 from app.services import generation
-from app.web.client import client_address
-from app.web.errors import named_language
-from app.web.pipeline import start_request
+from app.web.client import client_address, current_caller
+from app.web.pipeline import FORM_TYPES
 from app.web.schemas.common import ErrorOut, MessageOut, error_responses
 from app.web.schemas.imaging import GenerateBody, ImageForm, ImagingOut, ModelsOut
 
@@ -38,23 +38,12 @@ ERRORS = {
 }
 
 
+# Refused at once while the gate is full, before the session is read: the
+# request pipeline's shedding layer (app/web/shedding.py) takes these.
 GENERATION_ENDPOINTS = frozenset({"imaging.generate", "imaging.edit", "imaging.compose"})
 
 
-def shed_load_early():
-    """When every gate slot and queue place is taken, refuse a generation
-    before anything else runs (session, limits, body parsing, validation):
-    a burst of refusals then costs next to nothing. Installed by init_app
-    below right after the request's id and timer (pipeline.start_request),
-    so a refusal is still logged with both."""
-    if request.endpoint in GENERATION_ENDPOINTS:
-        gate = generation.genai().gate
-        if gate.is_full():
-            raise Busy(retry_after=gate.retry_after())
-
-
 FORM_ENDPOINTS = frozenset({"imaging.edit", "imaging.compose"})
-FORM_TYPES = frozenset({"multipart/form-data", "application/x-www-form-urlencoded"})
 
 
 @bp.before_request
@@ -64,18 +53,14 @@ def require_a_form():
     looking in the wrong place: say what to send instead."""
     if request.endpoint in FORM_ENDPOINTS and request.mimetype not in FORM_TYPES:
         raise InvalidInput(
-            f"Send {request.path} as multipart/form-data: a prompt field, the images as "
-            "files, and/or source_image_ids of images already stored.",
-            f"{request.path} 需要以 multipart/form-data 提交：prompt 字段、files 图片文件，"
-            "和/或已保存图片的 source_image_ids。",
+            _l(
+                "Send %(path)s as multipart/form-data: a prompt field, the images as files, "
+                "and/or source_image_ids of images already stored.",
+                path=request.path,
+            ),
             code="unsupported_media_type",
             status=415,
         )
-
-
-def init_app(app) -> None:
-    hooks = app.before_request_funcs.setdefault(None, [])
-    hooks.insert(hooks.index(start_request) + 1, shed_load_early)
 
 
 def _generation_limit() -> str:
@@ -94,24 +79,9 @@ def _caller():
         return current_user._get_current_object()
     if current_app.config["REQUIRE_AUTH_FOR_GENERATION"]:
         raise Unauthorized(
-            "Log in or send an API token (Authorization: Bearer) to generate images.",
-            "请登录或使用 API 令牌（Authorization: Bearer）后再生成图片。",
+            _l("Log in or send an API token (Authorization: Bearer) to generate images."),
         )
     return None
-
-
-def _params(options) -> generation.ImagingParams:
-    return generation.ImagingParams(
-        model=options.model,
-        temperature=options.temperature,
-        top_p=options.top_p,
-        top_k=options.top_k,
-        candidate_count=options.candidate_count,
-        seed=options.seed,
-        max_output_tokens=options.max_output_tokens,
-        aspect_ratio=options.aspect_ratio,
-        image_size=options.image_size,
-    )
 
 
 def _respond(result: generation.ImagingResult):
@@ -137,7 +107,7 @@ def _respond(result: generation.ImagingResult):
     for index, image in enumerate(result.images):
         parts += [b',"' if index else b'"', base64.b64encode(image.data), b'"']
     parts += [b"]", b"," + rest[1:] if len(rest) > 2 else b"}", b"\n"]
-    return current_app.response_class(b"".join(parts), mimetype="application/json")
+    return current_app.response_class(b"".join(parts), mimetype=current_app.json.mimetype)
 
 
 def _run_multipart(kind, form: ImageForm):
@@ -146,12 +116,13 @@ def _run_multipart(kind, form: ImageForm):
     result = generation.run(
         kind=kind,
         prompt=form.prompt,
-        params=_params(form),
+        options=form.options(),
         user=user,
         uploads=uploads,
         source_image_ids=form.source_image_ids,
         conv_id=form.conv_id,
         language=named_language(),
+        caller=current_caller(user),
     )
     return _respond(result)
 
@@ -171,13 +142,15 @@ def list_models():
 @limiter.limit(_generation_limit, key_func=_caller_key)
 def generate(body: GenerateBody):
     """Text to image. Returns base64 PNGs (`images`) and the model's `texts`."""
+    user = _caller()
     result = generation.run(
         kind="generate",
         prompt=body.prompt,
-        params=_params(body),
-        user=_caller(),
+        options=body.options(),
+        user=user,
         conv_id=body.conv_id,
         language=named_language(),
+        caller=current_caller(user),
     )
     return _respond(result)
 

@@ -8,6 +8,7 @@ from sqlalchemy import text
 
 from app import __version__
 from app.extensions import db
+from app.i18n import _l
 from app.web.schemas.common import ErrorOut, HealthOut, ReadyOut, error_responses
 
 bp = Blueprint("pages", __name__)
@@ -39,8 +40,7 @@ def ready():
         db.session.rollback()
         current_app.logger.warning("readiness check failed: %s", type(error).__name__)
         raise AppError(
-            "The database is not reachable.",
-            "数据库无法连接。",
+            _l("The database is not reachable."),
             code="database_unavailable",
             status=503,
             retry_after=5,

@@ -7,7 +7,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
-from app.cli import backup
+from app.cli import backup, usage
 
 
 def register_cli(app: Flask) -> None:
@@ -15,6 +15,7 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(sessions_group)
     app.cli.add_command(backup.backup_command)
     app.cli.add_command(nano_group)
+    app.cli.add_command(usage.usage_group)
 
 
 @click.command("create-user")
@@ -30,7 +31,7 @@ def create_user_command(username: str, password: str, admin: bool) -> None:
     try:
         user = accounts.create_user(username, password, is_admin=admin)
     except AppError as error:
-        raise click.ClickException(error.message_en) from None
+        raise click.ClickException(error.text("en")) from None
     click.echo(f"created user {user.username} (id {user.id}{', admin' if admin else ''})")
 
 
@@ -41,7 +42,8 @@ def sessions_group() -> None:
 
 @sessions_group.command("cleanup")
 def cleanup_sessions() -> None:
-    """Delete expired sessions from the database (Redis expires its own)."""
+    """Delete every expired session from the database now. The server also
+    removes them on its own, a batch every ten minutes; Redis expires its own."""
     interface = current_app.session_interface
     if not hasattr(interface, "_delete_expired_sessions") or current_app.config.get("REDIS_URL"):
         click.echo("sessions are in Redis; they expire by themselves")
@@ -58,20 +60,26 @@ def nano_group() -> None:
 def _run_and_save(kind, prompt, paths, output, model, aspect_ratio, seed, count):
     from pathlib import Path
 
+    from pydantic import ValidationError
+
     from app.errors import AppError
     from app.services import generation
+    from app.services.genai.contracts import GenerationOptions
 
     uploads = [Path(path).read_bytes() for path in paths]
-    params = generation.ImagingParams(
-        model=model, aspect_ratio=aspect_ratio, seed=seed, candidate_count=count
-    )
+    try:
+        options = GenerationOptions(
+            model=model, aspect_ratio=aspect_ratio, seed=seed, candidate_count=count
+        )
+    except ValidationError as error:
+        raise click.BadParameter(_first_problem(error)) from None
     with current_app.test_request_context():
         try:
             result = generation.run(
-                kind=kind, prompt=prompt, params=params, user=None, uploads=uploads
+                kind=kind, prompt=prompt, options=options, user=None, uploads=uploads
             )
         except AppError as error:
-            raise click.ClickException(f"{error.code}: {error.message_en}") from None
+            raise click.ClickException(f"{error.code}: {error.text('en')}") from None
     for text in result.texts:
         click.echo(text)
     if not result.images:
@@ -83,6 +91,12 @@ def _run_and_save(kind, prompt, paths, output, model, aspect_ratio, seed, count)
         )
         path.write_bytes(image.data)
         click.echo(f"saved {path} ({image.width}×{image.height})")
+
+
+def _first_problem(error) -> str:
+    problem = error.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in problem["loc"])
+    return f"{where}: {problem['msg']}"
 
 
 _common = [

@@ -17,6 +17,7 @@ from sqlalchemy import and_, delete, or_, select, update
 from app.db import write_transaction
 from app.errors import InvalidInput, NotFound
 from app.extensions import db
+from app.i18n import _l
 from app.models import Conversation, Message, MessageImage, User, utcnow
 from app.services import stored_images
 
@@ -38,15 +39,13 @@ def _decode_cursor(cursor: str, *converters) -> tuple:
             raise ValueError
         return tuple(convert(part) for convert, part in zip(converters, parts, strict=True))
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise InvalidInput("Invalid cursor.", "无效的分页游标。", code="invalid_cursor") from None
+        raise InvalidInput(_l("Invalid cursor."), code="invalid_cursor") from None
 
 
 def clean_title(title: str | None) -> str:
     title = " ".join((title or "").split())
     if not 1 <= len(title) <= TITLE_MAX:
-        raise InvalidInput(
-            "Title must be 1–200 characters.", "标题长度须为 1–200 个字符。", code="invalid_title"
-        )
+        raise InvalidInput(_l("Title must be 1–200 characters."), code="invalid_title")
     return title
 
 
@@ -115,8 +114,9 @@ def rename(user: User, conversation_id: int, title: str) -> Conversation:
 
 
 def delete_conversation(user: User, conversation_id: int) -> None:
-    """Delete the conversation, its messages, and the images that nothing
-    else references (rows now, files once the rows are gone for good)."""
+    """Delete the conversation, its messages, and the user's images that no
+    other message of theirs uses (rows now; files once the rows are gone for
+    good, unless another owner's row still uses the same file)."""
     conversation = get_owned(user, conversation_id)
     with write_transaction() as session:
         image_ids = set(
@@ -175,7 +175,9 @@ def record_turn(user: User, conversation_id: int, turn: TurnRecord) -> tuple[Mes
     conversation = get_owned(user, conversation_id)
     now = utcnow()
     with write_transaction() as session:
-        images = stored_images.upsert_rows(session, turn.inputs + turn.outputs)
+        images = stored_images.upsert_rows(
+            session, conversation.user_id, turn.inputs + turn.outputs
+        )
         user_message = Message(
             conversation_id=conversation.id,
             role="user",

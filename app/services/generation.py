@@ -15,30 +15,27 @@ from flask import current_app
 
 from app.errors import AppError, ImageTooLarge, InvalidInput, NotFound, UpstreamError
 from app.extensions import db
+from app.i18n import N_, _l, translate
 from app.models import User
-from app.services import conversations, stored_images
-from app.services.genai.contracts import GenerationRequest, Kind
-from app.services.genai.service import GenAIService
-from app.services.image_codec import CleanImage, ingest_image, to_png
+from app.services import conversations, ledger, quota, stored_images
+from app.services.decode_budget import DecodeSlots, check_request_pixels
+from app.services.genai.contracts import GenerationOptions, GenerationRequest, Kind
+from app.services.genai.service import Attempt, GenAIService
+from app.services.image_codec import (
+    CleanImage,
+    check_upload,
+    ingest_image,
+    read_upload_header,
+    to_png,
+)
 
 MIN_IMAGES = {"generate": 0, "edit": 1, "compose": 2}
-
-
-@dataclass
-class ImagingParams:
-    model: str | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
-    candidate_count: int | None = None
-    seed: int | None = None
-    max_output_tokens: int | None = None
-    aspect_ratio: str | None = None
-    image_size: str | None = None
-
-    def recorded(self) -> dict:
-        """The parameters as stored with the message (what was asked)."""
-        return {key: value for key, value in vars(self).items() if value is not None}
+# Whole sentences per kind: a translation can't be assembled from "edit" and
+# a plural ending.
+TOO_FEW_IMAGES = {
+    "edit": N_("edit needs at least 1 image; got %(got)s."),
+    "compose": N_("compose needs at least 2 images; got %(got)s."),
+}
 
 
 @dataclass
@@ -64,18 +61,22 @@ def run(
     *,
     kind: Kind,
     prompt: str,
-    params: ImagingParams,
+    options: GenerationOptions,
     user: User | None,
     uploads: list[bytes] = (),
     source_image_ids: list[int] = (),
     conv_id: int | None = None,
     language: str | None = None,
+    caller: quota.Caller | None = None,
 ) -> ImagingResult:
+    """`caller` says who pays (user, token, address, request id); without
+    one, `user` alone (the CLI: no address, only the install's budget)."""
+    caller = caller or quota.Caller(user=user)
     prompt = (prompt or "").strip()
     if not prompt:
-        raise InvalidInput("The prompt is empty.", "提示词不能为空。", code="empty_prompt")
+        raise InvalidInput(_l("The prompt is empty."), code="empty_prompt")
     service = genai()
-    model = service.catalog.resolve(params.model)
+    model = service.catalog.resolve(options.model)
 
     warnings: list[dict] = []
     conversation = None
@@ -86,23 +87,16 @@ def run(
             warnings.append(
                 {
                     "code": "not_saved",
-                    "message": "未保存到对话：登录后才会保留历史记录。"
-                    if language == "zh"
-                    else "Not saved to the conversation: log in to keep history.",
+                    "message": translate(
+                        _l("Not saved to the conversation: log in to keep history."), language
+                    ),
                 }
             )
 
     total_images = len(uploads) + len(source_image_ids)
-    service.catalog.check_options(
-        model, aspect_ratio=params.aspect_ratio, image_size=params.image_size, images=total_images
-    )
+    service.catalog.check_options(model, options, images=total_images)
     if total_images < MIN_IMAGES[kind]:
-        need = MIN_IMAGES[kind]
-        raise InvalidInput(
-            f"{kind} needs at least {need} image{'s' if need > 1 else ''}; got {total_images}.",
-            f"{_kind_zh(kind)}至少需要 {need} 张图片，收到 {total_images} 张。",
-            code="not_enough_images",
-        )
+        raise InvalidInput(_l(TOO_FEW_IMAGES[kind], got=total_images), code="not_enough_images")
     inputs = _source_images(user, source_image_ids) + _ingest(uploads)
     _check_request_size(inputs)
 
@@ -111,34 +105,41 @@ def run(
         prompt=prompt,
         model=model.id,
         images=tuple(image.data for image in inputs),
-        temperature=params.temperature,
-        top_p=params.top_p,
-        top_k=params.top_k,
-        seed=params.seed,
-        max_output_tokens=params.max_output_tokens,
-        aspect_ratio=params.aspect_ratio,
-        image_size=params.image_size,
+        options=options,
         language=language,
+    )
+    # Refused whole here, before the upstream, when the caller's quota or the
+    # install's budget can't take every image asked for.
+    reservation = quota.reserve(
+        caller,
+        options.candidate_count or 1,
+        model.id,
+        options.image_size,
+        provider=service.provider_name,
     )
     # No database connection is held across the upstream call, which can
     # take a minute: end the request's transaction first.
     db.session.commit()
-
+    attempts: list[Attempt] = []
+    outputs: list[CleanImage] = []
     started = time.perf_counter()
     try:
-        outcome = service.generate(request, params.candidate_count or 1)
-        outputs = [_normalise_output(image.data) for image in outcome.images]
+        try:
+            outcome = service.generate(request, on_attempt=attempts.append)
+            outputs = [_normalise_output(image.data) for image in outcome.images]
+        finally:
+            _account(caller, request, service.provider_name, attempts, reservation, outputs)
     except AppError as error:
         if conversation is not None:
             failed = _turn(
                 kind,
                 prompt,
-                params,
+                options,
                 inputs,
                 model.id,
                 _elapsed_ms(started),
                 error_code=error.code,
-                error_message=error.message_en,
+                error_message=error.text("en"),
             )
             _record_failure(user, conversation.id, failed)
         raise
@@ -157,7 +158,7 @@ def run(
         turn = _turn(
             kind,
             prompt,
-            params,
+            options,
             inputs,
             model.id,
             duration_ms,
@@ -184,23 +185,48 @@ def _check_request_size(inputs: list[CleanImage]) -> None:
     if encoded > UPSTREAM_REQUEST_LIMIT * 0.95:
         mb = encoded / 1024 / 1024
         raise ImageTooLarge(
-            f"The images add up to {mb:.1f} MB once encoded; the model accepts 20 MB per "
-            "request. Send fewer or smaller images.",
-            f"图片编码后共 {mb:.1f} MB，模型每次请求最多接受 20 MB，请减少图片数量或缩小图片。",
+            _l(
+                "The images add up to %(mb).1f MB once encoded; the model accepts 20 MB per "
+                "request. Send fewer or smaller images.",
+                mb=mb,
+            ),
             code="request_too_large",
         )
 
 
 def _ingest(uploads: list[bytes]) -> list[CleanImage]:
+    """Every upload checked before any is decoded: a bad file anywhere, a
+    JPEG scan bomb or too many pixels in all is refused before the first
+    costs anything. Pillow only ever sees uploads inside one of the process's
+    few decode slots (even a header can carry 64 MB of compressed text)."""
+    if not uploads:
+        return []
     config = current_app.config
-    return [
-        ingest_image(
-            upload,
-            max_pixels=config["MAX_IMAGE_PIXELS"],
-            max_bytes=config["MAX_IMAGE_BYTES"],
+    limits = {"max_pixels": config["MAX_IMAGE_PIXELS"], "max_bytes": config["MAX_IMAGE_BYTES"]}
+    for upload in uploads:
+        check_upload(upload, limits["max_bytes"])
+    images: list[CleanImage] = []
+    with _decode_slots().hold():
+        headers = [read_upload_header(upload, **limits) for upload in uploads]
+        check_request_pixels([header.size for header in headers], config["MAX_REQUEST_PIXELS"])
+        for upload in uploads:
+            images.append(ingest_image(upload, **limits))
+            _check_request_size(images)  # as it grows: the images are held until the end
+    return images
+
+
+def _decode_slots() -> DecodeSlots:
+    """One per app (per process): the CPU and memory it bounds are the process's."""
+    slots = current_app.extensions.get("decode_slots")
+    if slots is None:
+        config = current_app.config
+        created = DecodeSlots(
+            config["DECODE_CONCURRENCY"],
+            config["DECODE_MAX_QUEUE"],
+            config["DECODE_QUEUE_TIMEOUT_S"],
         )
-        for upload in uploads
-    ]
+        slots = current_app.extensions.setdefault("decode_slots", created)
+    return slots
 
 
 def _source_images(user: User | None, image_ids: list[int]) -> list[CleanImage]:
@@ -210,8 +236,7 @@ def _source_images(user: User | None, image_ids: list[int]) -> list[CleanImage]:
             image = stored_images.readable_image(user, image_id)
         except NotFound:
             raise NotFound(
-                f"Image {image_id} does not exist or is not yours.",
-                f"图片 {image_id} 不存在或不属于你。",
+                _l("Image %(image_id)s does not exist or is not yours.", image_id=image_id),
                 code="image_not_found",
             ) from None
         images.append(
@@ -228,11 +253,38 @@ def _normalise_output(data: bytes) -> CleanImage:
         return to_png(data)
     except AppError:
         raise UpstreamError(
-            "The image model returned an image that could not be read.",
-            "图像模型返回的图片无法读取。",
+            _l("The image model returned an image that could not be read."),
             code="upstream_bad_response",
             status=502,
         ) from None
+
+
+def _account(caller, request, provider, attempts, reservation, outputs) -> None:
+    """Ledger rows for the attempts and the reservation settled on what the
+    caller got, in one transaction. A failure here is logged, never raised:
+    the caller's images (or error) matter more. Should the ledger's rows fail,
+    the reservation is still settled on its own; a hold left unsettled even
+    so is swept at its expiry."""
+    image_size = request.options.image_size
+    cost = ledger.billed_cost(provider, image_size, attempts)
+
+    def write_ledger(session) -> None:
+        ledger.record_attempts(
+            caller,
+            kind=request.kind,
+            image_size=image_size,
+            provider=provider,
+            attempts=attempts,
+            session=session,
+        )
+
+    for also in (write_ledger, None):
+        try:
+            reservation.settle(len(outputs), cost, also=also)
+            return
+        except Exception:
+            db.session.rollback()
+            current_app.logger.exception("could not record usage of request %s", caller.request_id)
 
 
 def _elapsed_ms(started: float) -> int:
@@ -240,13 +292,13 @@ def _elapsed_ms(started: float) -> int:
 
 
 def _turn(
-    kind, prompt, params, inputs, model_id, duration_ms, **outcome
+    kind, prompt, options, inputs, model_id, duration_ms, **outcome
 ) -> conversations.TurnRecord:
     """The record of one turn, its input images written to the store."""
     return conversations.TurnRecord(
         kind=kind,
         prompt=prompt,
-        params=params.recorded(),
+        params=options.recorded(),
         inputs=[stored_images.save(image) for image in inputs],
         model=model_id,
         duration_ms=duration_ms,
@@ -260,7 +312,3 @@ def _record_failure(user, conversation_id, turn: conversations.TurnRecord) -> No
     except Exception:  # the caller's error matters more than the record of it
         db.session.rollback()
         current_app.logger.exception("could not record failed turn")
-
-
-def _kind_zh(kind: str) -> str:
-    return {"generate": "生成", "edit": "编辑", "compose": "合成"}[kind]

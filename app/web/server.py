@@ -96,6 +96,14 @@ def upgrade_database(app: Flask, revision: str = "head") -> None:
         upgrade(revision=revision)
 
 
+def announce_setup_code(app: Flask) -> None:
+    """While no admin exists, a one-time setup code in the log (app/services/setup.py)."""
+    from app.services import setup
+
+    with app.app_context():
+        setup.announce()
+
+
 def _stop_on_terminate() -> None:
     """`docker stop` and service managers send SIGTERM (Windows' Ctrl+Break:
     SIGBREAK). As PID 1 in a container Python would ignore SIGTERM, and
@@ -117,6 +125,7 @@ def serve(app: Flask) -> None:
     from waitress import serve as waitress_serve
 
     upgrade_database(app)
+    announce_setup_code(app)
     config = app.config
     threads = thread_count(config)
     logging.getLogger("waitress").setLevel(logging.INFO)
@@ -161,14 +170,23 @@ class _JsonErrorTask(ErrorTask):
     keep waitress's internals (its limits) to itself."""
 
     def execute(self):
+        from app.i18n import JSON_MIMETYPE, language_from_cookie_header, translate
         from app.web.errors import HTTP_MESSAGES
 
         error = self.request.error
         fallback = HTTP_MESSAGES[500 if error.code >= 500 else 400]
-        code, message, _ = HTTP_MESSAGES.get(error.code, fallback)
-        body = json.dumps({"error": code, "message": message, "detail": message}).encode()
+        code, message = HTTP_MESSAGES.get(error.code, fallback)
+        # waitress's parsed headers (what it got of them): "ACCEPT_LANGUAGE"…
+        headers = getattr(self.request, "headers", None) or {}
+        language = language_from_cookie_header(
+            headers.get("ACCEPT_LANGUAGE"), headers.get("COOKIE")
+        )
+        text = translate(message, language)
+        body = json.dumps(
+            {"error": code, "message": text, "detail": text}, ensure_ascii=False
+        ).encode()
         self.status = f"{error.code} {error.reason}"
-        self.response_headers.append(("Content-Type", "application/json"))
+        self.response_headers.append(("Content-Type", JSON_MIMETYPE))
         self.set_close_on_finish()
         self.content_length = len(body)
         self.write(body)

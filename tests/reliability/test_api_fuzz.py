@@ -29,8 +29,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.conftest import make_app, png_bytes
 from tests.reliability.support import FUZZ, NO_LIMITS, RELIABILITY, report
+from tests.support.app import make_app
+from tests.support.images import png_bytes
 
 EXAMPLES = 150 if FUZZ else 12
 MIN_REQUESTS_PER_CALLER = 340  # x3 callers: at least 1,000 in all

@@ -147,7 +147,8 @@ def _fake_gemini(port: int) -> subprocess.Popen:
     process = subprocess.Popen(
         [
             sys.executable,
-            str(ROOT / "tests" / "fake_gemini.py"),
+            "-m",
+            "tests.fake_gemini",
             "--port",
             str(port),
             "--latency",
@@ -157,6 +158,7 @@ def _fake_gemini(port: int) -> subprocess.Popen:
         ],
         stdout=subprocess.PIPE,
         text=True,
+        cwd=ROOT,
     )
     json.loads(process.stdout.readline())  # {"url": ...} once bound
     return process

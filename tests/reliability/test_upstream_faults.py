@@ -15,20 +15,20 @@ import time
 import pytest
 
 from tests import fake_gemini as fg
-from tests.conftest import GEMINI_TEST_KEY
-from tests.imaging_helpers import png
 from tests.reliability.support import NO_LIMITS, report
+from tests.support.app import GEMINI_TEST_KEY
+from tests.support.images import png_bytes
 
 API_KEY = GEMINI_TEST_KEY
 
 
 def truncated_base64() -> fg.Fault:
     """Base64 cut mid-quantum: not even decodable as bytes."""
-    data = base64.b64encode(fg._render_png(64, 64, seed=3, image_kb=None)).decode()
+    data = base64.b64encode(fg.render_png(64, 64, seed=3, image_kb=None)).decode()
     cut = data[: len(data) // 2 + 1]
     return fg.Fault(
         "truncated_base64",
-        body=fg._answer([{"inlineData": {"mimeType": "image/png", "data": cut}}]),
+        body=fg.answer([{"inlineData": {"mimeType": "image/png", "data": cut}}]),
     )
 
 
@@ -66,7 +66,7 @@ def call(client, endpoint: str, headers: dict, conv_id: int | None = None):
     if endpoint == "/v1/generate":
         return client.post(endpoint, json=fields, headers=headers)
     count = 1 if endpoint == "/v1/edit" else 2
-    fields["files"] = [(io.BytesIO(png((n * 90, 40, 40))), f"{n}.png") for n in range(count)]
+    fields["files"] = [(io.BytesIO(png_bytes((n * 90, 40, 40))), f"{n}.png") for n in range(count)]
     if conv_id is not None:
         fields["conv_id"] = str(conv_id)
     return client.post(endpoint, data=fields, headers=headers, content_type="multipart/form-data")
