@@ -38,6 +38,7 @@ translations: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/quota_overhead.py
 
 # docs/reliability.md: the long runs. -s shows each FIGURE line.
 fuzz: $(STAMP)

@@ -87,8 +87,6 @@ def init_logging(app: Flask) -> None:
     for logger in (*(logging.getLogger(name) for name in LOGGERS), app.logger):
         for handler in list(logger.handlers):
             logger.removeHandler(handler)
-            if handler in handlers:
-                continue
             if not isinstance(handler, logging.StreamHandler) or isinstance(
                 handler, logging.FileHandler
             ):

@@ -23,19 +23,17 @@ import json
 import statistics
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
 from tests.fake_gemini import FakeGemini
-from tests.support.services import connect_redis, require_service
+from tests.support.services import connect_redis, scratch_postgres_database
 from tests.wsgi_server import WsgiServer, isolated_environment
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
-PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 REDIS_DB = 9  # this test's own database number, flushed before and after
 REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 
@@ -60,20 +58,9 @@ LOGIN_LIMIT = 3
 
 @pytest.fixture(scope="module")
 def database():
-    """A fresh PostgreSQL database for this module, dropped afterwards (the
-    main suite's `test` database is left alone)."""
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True)
-    except psycopg.OperationalError:
-        require_service("PostgreSQL")
-    name = f"nb_mp_{uuid.uuid4().hex[:12]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1/{name}"
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    """A fresh PostgreSQL database for this module, dropped afterwards."""
+    with scratch_postgres_database("nb_mp") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ bp = APIBlueprint(
 )
 
 
-def _require_admin():
+def require_admin():
     user = _require_session_user()
     if not user.is_admin:
         raise Forbidden()
@@ -45,7 +45,7 @@ def _require_admin():
 def list_users():
     """Every account, with images today and this month, cost this month and
     quota (each limit: override, default, effective; null is unlimited)."""
-    rows = admin.list_users(_require_admin())
+    rows = admin.list_users(require_admin())
     return AdminUserListOut(items=[AdminUserOut.of(row) for row in rows]).model_dump(mode="json")
 
 
@@ -54,7 +54,7 @@ def update_user(path: UserPath, body: UserPatch):
     """Promote or demote, disable or enable, set quota overrides (null: the
     default). Disabling ends the user's sessions and revokes their tokens.
     The last admin can't be demoted or disabled (409 `last_admin`)."""
-    row = admin.update_user(_require_admin(), path.user_id, **body.changes())
+    row = admin.update_user(require_admin(), path.user_id, **body.changes())
     return AdminUserOut.of(row).model_dump(mode="json")
 
 
@@ -62,7 +62,7 @@ def update_user(path: UserPath, body: UserPatch):
 def set_password(path: UserPath, body: PasswordSet):
     """Set a new password for the user; their sessions end and their API
     tokens are revoked."""
-    row = admin.set_password(_require_admin(), path.user_id, body.password)
+    row = admin.set_password(require_admin(), path.user_id, body.password)
     return AdminUserOut.of(row).model_dump(mode="json")
 
 
@@ -71,14 +71,14 @@ def delete_user(path: UserPath):
     """Delete the user with their conversations, tokens and images (a file
     stays while another user has the same picture). Not yourself, and not
     the last admin (409)."""
-    admin.delete_user(_require_admin(), path.user_id)
+    admin.delete_user(require_admin(), path.user_id)
     return "", 204
 
 
 @bp.post("/invites", responses={201: InviteCreatedOut})
 def create_invite(body: InviteCreate):
     """An invite code for SIGNUP_POLICY=invite. The code is shown once."""
-    invite, code = invites.create(_require_admin(), body.uses, body.expires_in_days)
+    invite, code = invites.create(require_admin(), body.uses, body.expires_in_days)
     out = InviteCreatedOut(**InviteOut.of(invite).model_dump(), code=code, uses=invite.uses_total)
     return out.model_dump(mode="json"), 201
 
@@ -86,7 +86,7 @@ def create_invite(body: InviteCreate):
 @bp.get("/invites", responses={200: InviteListOut})
 def list_invites():
     """The newest invites (never their codes), with how many uses are left."""
-    _require_admin()
+    require_admin()
     items = [InviteOut.of(invite) for invite in invites.list_all()]
     return InviteListOut(items=items).model_dump(mode="json")
 
@@ -94,6 +94,6 @@ def list_invites():
 @bp.delete("/invites/<code>", responses={204: None, 404: ErrorOut})
 def revoke_invite(path: InvitePath):
     """Revoke an invite, by its code or its id; it stops working at once."""
-    _require_admin()
+    require_admin()
     invites.revoke(path.code)
     return "", 204

@@ -26,7 +26,7 @@ from app.extensions import limiter
 from app.i18n import _l
 from app.services import accounts, setup, tokens, usernames
 from app.web.client import client_address
-from app.web.pipeline import _bearer_secret, require_user
+from app.web.pipeline import bearer_secret, require_user
 from app.web.schemas.admin import SetupIn, SetupStatusOut, SignupIn
 from app.web.schemas.common import (
     Credentials,
@@ -59,7 +59,7 @@ class SessionRequired(
 def _require_session_user():
     """The user of a cookie session; a bearer token (valid or not) is refused."""
     user = require_user()  # anonymous, or a bad token: 401
-    if _bearer_secret(request) is not None:
+    if bearer_secret(request) is not None:
         raise SessionRequired()
     return user
 
@@ -165,7 +165,7 @@ def login(body: Credentials):
 @bp.post("/auth/logout", responses={200: OkOut, 403: ErrorOut})
 def logout():
     """End the session: the stored session is deleted, the cookie is dead."""
-    if _bearer_secret(request) is not None:
+    if bearer_secret(request) is not None:
         _require_session_user()
     logout_user()
     session.clear()
@@ -178,7 +178,7 @@ def me():
     (none for a bearer token: it needs none, and has no session to keep one)."""
     if not current_user.is_authenticated:
         return SessionOut(authenticated=False).model_dump(mode="json")
-    csrf_token = None if _bearer_secret(request) is not None else generate_csrf()
+    csrf_token = None if bearer_secret(request) is not None else generate_csrf()
     return SessionOut(
         authenticated=True, user=UserOut.of(current_user), csrf_token=csrf_token
     ).model_dump(mode="json")

@@ -6,12 +6,11 @@ from __future__ import annotations
 from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
 
+from app.blueprints.admin import require_admin
 from app.services import quota, usage
 from app.web.pipeline import require_user
 from app.web.schemas.common import ErrorOut, error_responses
 from app.web.schemas.usage import AdminUsageOut, AdminUsageQuery, MyUsageOut, UsageQuery
-
-from .admin import _require_admin
 
 bp = APIBlueprint(
     "usage", __name__, abp_tags=[Tag(name="usage")], abp_responses=error_responses(400, 401)
@@ -49,7 +48,7 @@ def admin_usage(query: AdminUsageQuery):
     """The install's usage over a range (default: this month), by day, user
     or model, with a total. `format=csv` answers a file to download (cells
     a spreadsheet would run as a formula are prefixed with `'`)."""
-    _require_admin()
+    require_admin()
     report = usage.install_usage(*_period(query), query.group_by)
     if query.format == "csv":
         lines = usage.csv_lines(report["items"], report["group_by"])

@@ -54,7 +54,7 @@ def cleanup_sessions() -> None:
 
 @click.group("nano", cls=AppGroup)
 def nano_group() -> None:
-    """Generate or edit images from the command line (replaces nano_api.py)."""
+    """Generate or edit images from the command line (the same path as the /v1 API, for scripts on the server itself)."""
 
 
 def _run_and_save(kind, prompt, paths, output, model, aspect_ratio, seed, count):

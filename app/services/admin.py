@@ -60,7 +60,7 @@ class UserRow:
     quota: dict[str, dict[str, Any]]
 
 
-def _require_admin(admin: User) -> None:
+def require_admin(admin: User) -> None:
     if not getattr(admin, "is_admin", False) or getattr(admin, "disabled", True):
         raise Forbidden()
 
@@ -81,7 +81,7 @@ def quota_of(user: User) -> dict[str, dict[str, Any]]:
 
 
 def list_users(admin: User) -> list[UserRow]:
-    _require_admin(admin)
+    require_admin(admin)
     return _rows(list(db.session.execute(select(User).order_by(User.id)).scalars()))
 
 
@@ -132,7 +132,7 @@ def _locked_user(session: Session, user_id: int, *, may_remove_admin: bool) -> U
 def update_user(admin: User, user_id: int, **fields: Any) -> UserRow:
     """Change any of EDITABLE; a quota field set to None falls back to the
     config default."""
-    _require_admin(admin)
+    require_admin(admin)
     unknown = set(fields) - set(EDITABLE)
     if unknown:
         raise ValueError(f"not editable: {sorted(unknown)}")
@@ -153,7 +153,7 @@ def update_user(admin: User, user_id: int, **fields: Any) -> UserRow:
 def set_password(admin: User, user_id: int, password: str) -> UserRow:
     """A new password set by an admin: the user's sessions end and their
     tokens are revoked, as when they change it themselves."""
-    _require_admin(admin)
+    require_admin(admin)
     accounts.validate_password(password)
     new_hash = accounts.hash_password(password)
     with write_transaction() as session:
@@ -171,7 +171,7 @@ def set_password(admin: User, user_id: int, password: str) -> UserRow:
 def delete_user(admin: User, user_id: int) -> None:
     """The user, their conversations, tokens and image rows; their files
     too, unless another owner's row still uses the same bytes."""
-    _require_admin(admin)
+    require_admin(admin)
     if user_id == admin.id:
         # The request's own user would vanish under it; another admin can.
         raise Conflict(

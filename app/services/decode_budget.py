@@ -22,8 +22,8 @@ from app.i18n import LazyMessage, _l
 
 # libjpeg's default progressive script writes 10 scans (6 for greyscale);
 # mozjpeg's optimised scripts stay in the same range. Each scan costs one
-# pass over the whole image's coefficients (about 40 ms at 50 megapixels on
-# the machine bench/hostile_uploads.py ran on), and a repeated 75-byte
+# pass over the whole image's coefficients (docs/reliability.md has the
+# figures of bench/hostile_uploads.py), and a repeated 75-byte
 # refinement scan is valid JPEG: a 10 MB upload could hold some 130,000.
 MAX_JPEG_SCANS = 64
 # Markers between the start of the file and its end: a camera JPEG has a

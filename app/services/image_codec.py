@@ -33,12 +33,10 @@ DEFAULT_MAX_SIDE = 4096
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF")
 _ACCEPTED_DECODED_FORMATS = frozenset({*ACCEPTED_FORMATS, "MPO"})
 
-# Measured on a 3-megapixel photo-like picture: level 4 is within 5 % of
-# level 6's size and 11 % of level 9's, in a third of level 6's time (0.3 s
-# against 0.9 s; level 9 takes 8 s). On flat generated art 4 already matches
-# 6, while levels 1-3 double the file. Uploads are encoded once while the
-# user waits, then stored and re-sent, so the knee of the curve wins.
-# optimize=True means zlib level 9 and more: the 8 s row.
+# Level 4 is the knee of the size/time curve (docs/benchmarks.md, "PNG
+# level"): close to level 6's and 9's size in a fraction of their time, while
+# levels 1-3 double the file. Uploads are encoded once while the user waits,
+# then stored and re-sent. optimize=True means zlib level 9 and more.
 PNG_COMPRESS_LEVEL = 4
 THUMBNAIL_QUALITY = 80
 

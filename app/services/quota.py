@@ -35,10 +35,10 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from app.db import write_transaction
-from app.errors import AppError
+from app.errors import AppError, Busy
 from app.extensions import db
 from app.models import QuotaCounter, QuotaReservation, User
-from app.services import periods, pricing
+from app.services import periods, pricing, quota_limits
 from app.services.quota_limits import (  # the names are part of this module's API
     ANON_DAILY_IMAGES,
     BUDGET_MONTHLY_USD,
@@ -47,9 +47,15 @@ from app.services.quota_limits import (  # the names are part of this module's A
     MONTHLY_USD,
     PRIORITY,
     Limit,
+    effective_limits,
+    int_setting,
     refusal_error,
     usd,
+    usd_setting,
 )
+
+# Part of this module's API: the factory validates the settings through it.
+validate = quota_limits.validate
 
 log = logging.getLogger("nano_banana.quota")
 
@@ -78,44 +84,6 @@ class Caller:
 
 
 # ---- limits -----------------------------------------------------------------
-
-
-def _int_setting(value) -> int | None:
-    if value is None or value == "":
-        return None
-    return max(0, int(value))
-
-
-def _usd_setting(value) -> Decimal | None:
-    if value is None or value == "":
-        return None
-    return max(Decimal(0), Decimal(str(value)))
-
-
-def validate(config) -> None:
-    """Refuse malformed settings at start rather than at the first image."""
-    for name in ("QUOTA_DAILY_IMAGES", "QUOTA_MONTHLY_IMAGES", "ANON_DAILY_IMAGES"):
-        _int_setting(config.get(name))
-    for name in ("QUOTA_MONTHLY_USD", "BUDGET_MONTHLY_USD"):
-        _usd_setting(config.get(name))
-    periods.zone(config.get("QUOTA_TIMEZONE") or "UTC")
-    pricing.validate(config)
-
-
-def effective_limits(user: User) -> dict:
-    """The user's limits: their own override, else the config default;
-    None is unlimited."""
-    config = current_app.config
-    own = (user.quota_daily_images, user.quota_monthly_images, user.quota_monthly_usd)
-    return {
-        DAILY_IMAGES: own[0] if own[0] is not None else _int_setting(config["QUOTA_DAILY_IMAGES"]),
-        MONTHLY_IMAGES: own[1]
-        if own[1] is not None
-        else _int_setting(config["QUOTA_MONTHLY_IMAGES"]),
-        MONTHLY_USD: Decimal(own[2])
-        if own[2] is not None
-        else _usd_setting(config["QUOTA_MONTHLY_USD"]),
-    }
 
 
 def _day_key(day) -> str:
@@ -154,11 +122,11 @@ def _limits_for(caller: Caller, now: datetime) -> list[Limit]:
                 f"addr:{caller.address}"[:80],
                 _day_key(day),
                 False,
-                _int_setting(config["ANON_DAILY_IMAGES"]),
+                int_setting(config["ANON_DAILY_IMAGES"]),
                 periods.next_midnight(now=now),
             )
         )
-    budget = _micro(_usd_setting(config["BUDGET_MONTHLY_USD"]))
+    budget = _micro(usd_setting(config["BUDGET_MONTHLY_USD"]))
     limits.append(
         Limit(
             BUDGET_MONTHLY_USD,
@@ -301,19 +269,38 @@ def _reserve(limits: list[Limit], images: int, micro: int, now: datetime) -> Res
         return reservation
     except _Shortfall:
         pass
-    with write_transaction() as session:
-        for hold in holds:
-            if session.execute(_HOLD, hold).rowcount == 1:
-                continue
-            # No row yet for this period (the first use creates it), or no room.
-            created = session.execute(_CREATE, hold).rowcount == 1
-            if created and session.execute(_HOLD, hold).rowcount == 1:
-                continue
+    for _ in range(SLOW_PATH_TRIES):
+        with write_transaction() as session:
+            if _hold_all(session, holds):
+                session.execute(_KEEP, keep)
+                return reservation
             # Read the figures without this transaction's own holds.
             session.rollback()
-            raise _Refused(_refusal(session, limits, images, micro))
-        session.execute(_KEEP, keep)
-    return reservation
+            refusal = _refusal(session, limits, images, micro)
+        if refusal is not None:
+            raise _Refused(refusal)
+        # Nothing is over its limit any more: a hold was given back between
+        # the UPDATE and the read. Try again.
+    raise _Refused(_refusal(None, limits, images, micro, assume_full=True))
+
+
+# How often a reservation is retried when a refusal finds every limit with
+# room (holds given back concurrently); then it is refused as full.
+SLOW_PATH_TRIES = 3
+
+
+def _hold_all(session: Session, holds: list[dict]) -> bool:
+    for hold in holds:
+        if session.execute(_HOLD, hold).rowcount == 1:
+            continue
+        # No row yet for this period: the first use creates it. Another
+        # transaction may be creating it at this moment (on PostgreSQL the
+        # insert then waits for it and does nothing): hold on whichever row
+        # is there now.
+        session.execute(_CREATE, hold)
+        if session.execute(_HOLD, hold).rowcount != 1:
+            return False
+    return True
 
 
 class _Shortfall(Exception):
@@ -329,8 +316,21 @@ def _hold_seconds() -> float:
     return float(current_app.config["GENAI_DEADLINE_S"]) + RESERVATION_MARGIN_S
 
 
-def _refusal(session: Session, limits: list[Limit], images: int, micro: int) -> AppError:
-    """The error for the most important limit that doesn't fit, with its figures."""
+def _refusal(
+    session: Session | None,
+    limits: list[Limit],
+    images: int,
+    micro: int,
+    *,
+    assume_full: bool = False,
+) -> AppError | None:
+    """The error for the most important limit that doesn't fit, with its
+    figures; None when every limit has room after all."""
+    if assume_full:
+        limited = [limit for limit in limits if limit.value is not None]
+        if not limited:  # nothing to be over: only contention, come back soon
+            return Busy(retry_after=1)
+        return refusal_error(limited[0], limited[0].value, images, micro)
     rows = {
         (row.subject, row.period): row
         for row in session.execute(
@@ -353,7 +353,7 @@ def _refusal(session: Session, limits: list[Limit], images: int, micro: int) -> 
             if held + images > limit.value:
                 failing.append((limit, held))
     if not failing:  # changed under us between the UPDATE and this read
-        failing = [(next(limit for limit in limits if limit.value is not None), 0)]
+        return None
     limit, held = min(failing, key=lambda item: PRIORITY.index(item[0].name))
     return refusal_error(limit, held, images, micro)
 

@@ -6,9 +6,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
+
+from flask import current_app
 
 from app.errors import AppError, BudgetExhausted, QuotaExceeded
 from app.i18n import N_, _l
+from app.models import User
 from app.services import periods, pricing
 
 DAILY_IMAGES = "daily_images"
@@ -92,3 +96,44 @@ def refusal_error(limit: Limit, held: int, images: int, micro: int) -> AppError:
 
 def usd(micro: int) -> float:
     return round(float(pricing.from_micro(micro)), 4)
+
+
+# ---- the limits' settings ------------------------------------------------
+
+
+def int_setting(value) -> int | None:
+    if value is None or value == "":
+        return None
+    return max(0, int(value))
+
+
+def usd_setting(value) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    return max(Decimal(0), Decimal(str(value)))
+
+
+def validate(config) -> None:
+    """Refuse malformed settings at start rather than at the first image."""
+    for name in ("QUOTA_DAILY_IMAGES", "QUOTA_MONTHLY_IMAGES", "ANON_DAILY_IMAGES"):
+        int_setting(config.get(name))
+    for name in ("QUOTA_MONTHLY_USD", "BUDGET_MONTHLY_USD"):
+        usd_setting(config.get(name))
+    periods.zone(config.get("QUOTA_TIMEZONE") or "UTC")
+    pricing.validate(config)
+
+
+def effective_limits(user: User) -> dict:
+    """The user's limits: their own override, else the config default;
+    None is unlimited."""
+    config = current_app.config
+    own = (user.quota_daily_images, user.quota_monthly_images, user.quota_monthly_usd)
+    return {
+        DAILY_IMAGES: own[0] if own[0] is not None else int_setting(config["QUOTA_DAILY_IMAGES"]),
+        MONTHLY_IMAGES: own[1]
+        if own[1] is not None
+        else int_setting(config["QUOTA_MONTHLY_IMAGES"]),
+        MONTHLY_USD: Decimal(own[2])
+        if own[2] is not None
+        else usd_setting(config["QUOTA_MONTHLY_USD"]),
+    }

@@ -2,8 +2,8 @@
 
     {"error": "<stable_code>", "message": "<text>", "detail": "<same text>"}
 
-`detail` repeats the message for clients of the earlier FastAPI version,
-which read `detail`. The text comes from the catalogue (app/i18n.py) in the
+`detail` repeats the message because the API's first clients (scripts
+written against the original product description) read `detail`. The text comes from the catalogue (app/i18n.py) in the
 request's language, sent as UTF-8 (readable Chinese in a `curl` answer).
 """
 

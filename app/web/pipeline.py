@@ -175,7 +175,7 @@ def protect_cookie_writes() -> None:
         return
     if request.endpoint in CSRF_EXEMPT_ENDPOINTS:
         return
-    if _bearer_secret(request) is not None:
+    if bearer_secret(request) is not None:
         return  # a bearer token is not sent by browsers on their own
     if "_user_id" in session:
         _check_csrf_header()
@@ -266,7 +266,7 @@ def _init_login(app: Flask) -> None:
     def load_user(user_key: str):
         from app.services import accounts
 
-        if _bearer_secret(request) is not None:
+        if bearer_secret(request) is not None:
             # The token, not a cookie riding along, says who the request is:
             # writes with a bearer header skip CSRF, so a forged header on a
             # cookie request must not leave the cookie's user in charge.
@@ -275,7 +275,7 @@ def _init_login(app: Flask) -> None:
 
     @login_manager.request_loader
     def load_user_from_bearer(req):
-        secret = _bearer_secret(req)
+        secret = bearer_secret(req)
         if secret is None:
             return None
         from app.services import tokens
@@ -350,7 +350,7 @@ def _too_deep() -> InvalidInput:
     )
 
 
-def _bearer_secret(req) -> str | None:
+def bearer_secret(req) -> str | None:
     header = req.headers.get("Authorization", "")
     return header[7:].strip() if header.lower().startswith("bearer ") else None
 

@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from app.extensions import db
 from app.models import SessionRecord, utcnow
-from app.web.pipeline import _bearer_secret
+from app.web.pipeline import bearer_secret
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def stored_session_id(sid: str) -> str:
 
 
 def uses_session(req) -> bool:
-    return not req.path.startswith(SESSIONLESS_PREFIXES) and _bearer_secret(req) is None
+    return not req.path.startswith(SESSIONLESS_PREFIXES) and bearer_secret(req) is None
 
 
 class SessionPolicyMixin:

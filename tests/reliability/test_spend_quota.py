@@ -12,19 +12,17 @@ And 3 left, 4 asked: refused whole, before the upstream, saying 3 are left.
 from __future__ import annotations
 
 import threading
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
 from tests.fake_gemini import FakeGemini
-from tests.support.services import connect_redis, require_service
+from tests.support.services import connect_redis, scratch_postgres_database
 from tests.wsgi_server import NO_LIMITS, WsgiServer, isolated_environment
 
 pytestmark = pytest.mark.slow
 
-PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 REDIS_URL = "redis://127.0.0.1:6379/11"  # this module's own database, flushed
 DAILY = 5
 REQUESTS = 12
@@ -142,18 +140,9 @@ def test_three_left_four_asked_is_refused_whole_before_the_upstream(sqlite_serve
 
 @pytest.fixture
 def database():
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True)
-    except psycopg.OperationalError:
-        require_service("PostgreSQL")
-    name = f"nb_quota_{uuid.uuid4().hex[:12]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1/{name}"
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    """A fresh PostgreSQL database for this module, dropped afterwards."""
+    with scratch_postgres_database("nb_quota") as url:
+        yield url
 
 
 @pytest.fixture

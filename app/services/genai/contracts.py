@@ -21,7 +21,7 @@ MAX_CANDIDATES = 6
 
 
 def _clamp_candidates(value: Any) -> Any:
-    """`candidate_count` is clamped to 1..6, not refused (seed behaviour)."""
+    """`candidate_count` is clamped to 1..6, not refused (existing clients send larger counts)."""
     if isinstance(value, bool):
         return value
     if isinstance(value, int | float) and value == value:  # not NaN

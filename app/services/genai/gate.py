@@ -37,8 +37,8 @@ from app.services.genai.contracts import StartSchedule
 # Added to a non-zero minimum interval: the milliseconds a request can take
 # from the send hook to the upstream's handler (a new connection's accept and
 # thread start on the far side, a thread wake-up here) must not bring two
-# starts closer than the interval where it counts. Measured: up to ~10 ms on
-# a loaded 2-core machine (docs/benchmarks.md, scenario 2).
+# starts closer than the interval where it counts (the figures behind the
+# value: docs/benchmarks.md, scenario 2).
 WIRE_MARGIN_S = 0.010
 
 

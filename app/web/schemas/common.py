@@ -17,11 +17,10 @@ class Schema(BaseModel):
     """Every request and response model.
 
     flask-openapi3 calls `model_json_schema()` on every request that has a
-    query or a form, to see how to read each field: 0.5 ms (a query) to 2 ms
-    (the image form) of CPU per request, for a result that never changes once
-    the class exists. It is built once per class and argument set; each
-    caller gets its own copy (a tenth of the cost), so none can change what
-    another reads.
+    query or a form, to see how to read each field: CPU on every request for
+    a result that never changes once the class exists (docs/benchmarks.md,
+    "JSON schemas built once"). It is built once per class and argument set;
+    each caller gets its own copy, so none can change what another reads.
     """
 
     @classmethod
