@@ -321,16 +321,15 @@ def test_result_metadata(provider):
 
 
 def test_generating_1024_square_is_fast(provider):
-    # A regression guard against a pathological slowdown, not a benchmark
-    # (bench/ measures speed): a loaded CI runner meets it by far.
-
+    # A regression guard, not a benchmark: it takes ~30 ms on an idle machine;
+    # best of three under a bound that a loaded CI runner still meets.
     request = generate_request(prompt="a banana under a starry night sky", image_size="1K")
     timings = []
     for _ in range(3):
         started = time.perf_counter()
         provider.generate(request)
         timings.append(time.perf_counter() - started)
-    assert min(timings) < 2.0
+    assert min(timings) < 0.4
 
 
 # --- edit: one test per operation, English and Chinese -------------------------
