@@ -131,12 +131,6 @@ def test_every_option_has_a_place_in_the_request():
     assert sorted(placed) == sorted(GenerationOptions.model_fields)
 
 
-def test_options_named_one_by_one_are_the_same_options():
-    loose = generation(seed=7, aspect_ratio="1:1")
-    assert loose == generation(options=GenerationOptions(seed=7, aspect_ratio="1:1"))
-    assert (loose.seed, loose.aspect_ratio, loose.temperature) == (7, "1:1", None)
-
-
 def test_unset_parameters_are_left_to_the_model(provider, fake_gemini):  # noqa: F811
     provider.generate(generation())
 

@@ -17,7 +17,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageOps, ImageStat
 
 from app.errors import InvalidInput, UpstreamError
 from app.i18n import translate
-from app.services.genai.contracts import GenerationRequest
+from app.services.genai.contracts import GenerationOptions, GenerationRequest
 from app.services.genai.offline import (
     COLOURS,
     MAX_EDIT_OPERATIONS,
@@ -76,7 +76,7 @@ def decode(data: bytes) -> Image.Image:
 
 
 def run(provider, kind, prompt, *inputs: Image.Image, **fields) -> tuple[Image.Image, str]:
-    request = GenerationRequest(
+    request = request_of(
         kind=kind,
         prompt=prompt,
         model="offline-test",
@@ -190,6 +190,16 @@ def png_chunk_types(data: bytes) -> list[bytes]:
 # --- generate ----------------------------------------------------------------
 
 
+def request_of(**fields) -> GenerationRequest:
+    """A request from request fields and option fields named together."""
+    options = {name: fields.pop(name) for name in list(fields) if name in OPTION_NAMES}
+    return GenerationRequest(**fields, options=GenerationOptions(**options))
+
+
+# `model` is the request's own (the resolved id), not the option.
+OPTION_NAMES = frozenset(GenerationOptions.model_fields) - frozenset(GenerationRequest.model_fields)
+
+
 def generate_request(**fields) -> GenerationRequest:
     defaults = {
         "kind": "generate",
@@ -197,7 +207,7 @@ def generate_request(**fields) -> GenerationRequest:
         "model": "offline-test",
         "seed": 42,
     }
-    return GenerationRequest(**{**defaults, **fields})
+    return request_of(**{**defaults, **fields})
 
 
 def test_same_request_gives_identical_bytes(provider):

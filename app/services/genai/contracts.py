@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 Kind = Literal["generate", "edit", "compose"]
 
@@ -71,9 +71,6 @@ class GenerationRequest(BaseModel):
     ``images`` are already sanitized PNG bytes (EXIF applied, metadata gone,
     long side <= 4096 px), in the order the caller gave them (pydantic keeps
     the bytes objects themselves: no copy).
-
-    Options may also be named one by one, ``GenerationRequest(..., seed=7)``,
-    and are read back the same way, ``request.seed``: both go to ``options``.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -90,30 +87,6 @@ class GenerationRequest(BaseModel):
     # The caller's language ("en" or "zh") when it named one: the offline
     # engine answers in it; None gets both, for clients that never said.
     language: str | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _gather_loose_options(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        loose = {
-            name: data[name]
-            for name in GenerationOptions.model_fields
-            if name in data and name not in cls.model_fields
-        }
-        if not loose:
-            return data
-        given = data.get("options") or NO_OPTIONS
-        if isinstance(given, GenerationOptions):
-            given = given.model_dump(exclude_unset=True)
-        rest = {name: value for name, value in data.items() if name not in loose}
-        return {**rest, "options": GenerationOptions.model_validate({**given, **loose})}
-
-    def __getattr__(self, name: str) -> Any:
-        # Only reached when normal lookup fails: `model` is the request's own.
-        if name in GenerationOptions.model_fields:
-            return getattr(self.options, name)
-        return super().__getattr__(name)
 
 
 @dataclass

@@ -65,12 +65,12 @@ _BANANA_WORDS = re.compile(r"banana|香蕉", re.IGNORECASE)
 
 
 def generate(request: GenerationRequest) -> tuple[Image.Image, LazyMessage]:
-    ratio = request.aspect_ratio or "1:1"
+    ratio = request.options.aspect_ratio or "1:1"
     if ratio not in ASPECT_RATIOS:
         raise _unsupported(
             N_("Unsupported aspect ratio %(value)r. Use one of %(valid)s."), ratio, ASPECT_RATIOS
         )
-    size_name = request.image_size or "1K"
+    size_name = request.options.image_size or "1K"
     if size_name not in IMAGE_SIZES:
         raise _unsupported(
             N_("Unsupported image size %(value)r. Use one of %(valid)s."), size_name, IMAGE_SIZES
@@ -86,8 +86,8 @@ def generate(request: GenerationRequest) -> tuple[Image.Image, LazyMessage]:
     named = _distinct_colours(request.prompt)
     picture, palette = _paint_scene(request.prompt, named, size, rng)
 
-    if request.seed is not None:
-        seed = _l("seed %(seed)s", seed=request.seed)
+    if request.options.seed is not None:
+        seed = _l("seed %(seed)s", seed=request.options.seed)
     else:
         seed = _l("seed taken from the prompt")
     reply = _l(
@@ -119,11 +119,11 @@ def _request_digest(request: GenerationRequest) -> bytes:
     fields = (
         request.kind,
         request.prompt,
-        str(request.seed),
+        str(request.options.seed),
         str(request.candidate_index),
         request.model,
-        request.aspect_ratio or "",
-        request.image_size or "",
+        request.options.aspect_ratio or "",
+        request.options.image_size or "",
     )
     for text in fields:
         encoded = text.encode()
