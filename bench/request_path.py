@@ -1,6 +1,6 @@
 """CPU per request on the app's own request path, in process (Flask's test
 client: no sockets, no waitress), for the routes whose query or form is read
-through flask-openapi3: the conversation list, the history page, and an edit
+through flask-openapi3: /health (the floor every request pays), the conversation list, the history page, and an edit
 (its multipart form) on the offline engine with a tiny image.
 
     .venv/bin/python bench/request_path.py
@@ -63,6 +63,7 @@ def main() -> None:
         assert response.status_code == 200, response.get_data(as_text=True)
 
     routes = {
+        "GET /health": lambda: client.get("/health"),
         "GET /conversations?limit=20": lambda: client.get("/conversations?limit=20"),
         f"GET /conversations/{conv_id}/messages": lambda: client.get(
             f"/conversations/{conv_id}/messages?limit=20"

@@ -134,6 +134,21 @@ def _strategy(world: World, operation, mode: GenerationMode):
     return st.one_of(variants)
 
 
+def check_answer(case, response, key, failures: list) -> None:
+    """The schema's checks and, for an error, the one error shape; what fails
+    goes to `failures` under `key`."""
+    try:
+        case.validate_response(response, checks=CHECKS)
+    except BaseException as failure:  # schemathesis' FailureGroup is a BaseException
+        if isinstance(failure, KeyboardInterrupt):
+            raise
+        failures.append((key, str(failure)[:800]))
+    if response.status_code >= 400 and "json" in response.headers.get("content-type", [""])[0]:
+        body = response.json()
+        if not (body.get("error") and body.get("message") == body.get("detail")):
+            failures.append((key, f"not the error shape: {body}"))
+
+
 def _fuzz_operation(world: World, operation, caller: str, mode, tally, failures) -> None:
     @settings(RELIABILITY, max_examples=EXAMPLES)
     @given(case=_strategy(world, operation, mode))
@@ -142,16 +157,7 @@ def _fuzz_operation(world: World, operation, caller: str, mode, tally, failures)
         response = case.call(headers=dict(headers), cookies=dict(cookies))
         tally[response.status_code] += 1
         key = (operation.label, caller, mode.value, response.status_code)
-        try:
-            case.validate_response(response, checks=CHECKS)
-        except BaseException as failure:  # schemathesis' FailureGroup is a BaseException
-            if isinstance(failure, KeyboardInterrupt):
-                raise
-            failures.append((key, str(failure)[:800]))
-        if response.status_code >= 400 and "json" in response.headers.get("content-type", [""])[0]:
-            body = response.json()
-            if not (body.get("error") and body.get("message") == body.get("detail")):
-                failures.append((key, f"not the error shape: {body}"))
+        check_answer(case, response, key, failures)
         for name, value in (case.path_parameters or {}).items():
             if value in world.victim.get(name, ()) and response.status_code < 300:
                 failures.append((key, f"another user's {name}={value}: {response.status_code}"))
