@@ -147,6 +147,32 @@ class Config:
     GENAI_LEASE_S = env_float("GENAI_LEASE_S", 15)
     HTTPS_PROXY = env_str("HTTPS_PROXY") or env_str("https_proxy")
 
+    # Background jobs (app/services/jobs.py, job_runner.py). Worker threads
+    # per process (0: GENAI_MAX_CONCURRENT; -1: this process runs none).
+    JOB_WORKERS = env_int("JOB_WORKERS", 0)
+    # Unfinished jobs one caller (user or anonymous address) may have, and
+    # jobs queued in all before new ones are refused with a 503.
+    JOB_MAX_ACTIVE_PER_CALLER = env_int("JOB_MAX_ACTIVE_PER_CALLER", 8)
+    JOB_MAX_QUEUED = env_int("JOB_MAX_QUEUED", 200)
+    # A running job's worker renews its lease; one not renewed for this long
+    # belonged to a process that died, and is recovered (docs/reliability.md).
+    JOB_LEASE_S = env_float("JOB_LEASE_S", 30)
+    # A job started this many times without finishing fails (a poison job).
+    JOB_MAX_RUNS = env_int("JOB_MAX_RUNS", 3)
+    # How often workers and event streams look for other processes' changes.
+    JOB_POLL_S = env_float("JOB_POLL_S", 0.25)
+    # Finished jobs are deleted after this (their images stay in conversations);
+    # those made without login after JOB_ANONYMOUS_RETENTION_S.
+    JOB_RETENTION_DAYS = env_float("JOB_RETENTION_DAYS", 7)
+    JOB_ANONYMOUS_RETENTION_S = env_float("JOB_ANONYMOUS_RETENTION_S", 3600)
+    # Event streams (each holds a server thread): open at once per caller and
+    # in all; past that the answer is 429/503 and the page polls instead.
+    JOB_STREAMS_PER_CALLER = env_int("JOB_STREAMS_PER_CALLER", 8)
+    JOB_STREAMS_MAX = env_int("JOB_STREAMS_MAX", 256)
+    JOB_STREAM_HEARTBEAT_S = env_float("JOB_STREAM_HEARTBEAT_S", 15)
+    # A stream is closed after this; EventSource reconnects with Last-Event-ID.
+    JOB_STREAM_MAX_S = env_float("JOB_STREAM_MAX_S", 600)
+
     # Spend control (app/services/quota.py, pricing.py). Unset: unlimited.
     # Per-user limits are defaults an admin can override per user.
     QUOTA_DAILY_IMAGES = env_str("QUOTA_DAILY_IMAGES")

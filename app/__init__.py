@@ -56,23 +56,28 @@ def create_app(config: type[Config] | dict | str | None = None) -> OpenAPI:
     init_sessions(app)
 
     from app.services.genai import init_genai
+    from app.services.job_runner import init_jobs
     from app.services.stored_images import init_store
+    from app.web.job_events import init_streams
 
     init_store(app)
     init_genai(app)
+    init_jobs(app)
+    init_streams(app)
     # Quota, budget and price settings: a typo fails the start, not the first image.
     from app.services import quota
 
     quota.validate(app.config)
 
     # 3. Blueprints
-    from app.blueprints import admin, auth, conversations, docs, imaging, pages, usage
+    from app.blueprints import admin, auth, conversations, docs, imaging, jobs, pages, usage
 
     app.register_api(auth.bp)
     app.register_api(admin.bp)
     app.register_api(usage.bp)
     app.register_api(conversations.bp)
     app.register_api(imaging.bp)
+    app.register_api(jobs.bp)
     app.register_api(pages.api)
     app.register_blueprint(pages.bp)
     app.register_blueprint(docs.bp)

@@ -14,11 +14,18 @@ import pytest
 from PIL import Image
 
 from app.extensions import db
-from tests.support.app import GEMINI_TEST_KEY, make_app
+from tests.support.app import GEMINI_TEST_KEY, make_app, stop_job_runners
 from tests.support.auth import AuthActions
 from tests.support.images import png_bytes
 
 pytest_plugins = ["tests.fake_gemini.plugin"]
+
+
+@pytest.fixture(autouse=True)
+def _job_workers_stopped():
+    """No test's job workers outlive it (tests/support/app.py)."""
+    yield
+    stop_job_runners()
 
 
 @pytest.fixture

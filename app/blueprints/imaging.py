@@ -8,14 +8,16 @@ from flask import current_app, request
 from flask_login import current_user
 from flask_openapi3 import APIBlueprint, Tag
 
+from app.blueprints import jobs as job_views
 from app.errors import InvalidInput, Unauthorized
 from app.extensions import limiter
 from app.i18n import _l, named_language
-from app.services import generation
+from app.services import generation, jobs
 from app.web.client import client_address, current_caller
 from app.web.pipeline import FORM_TYPES
 from app.web.schemas.common import ErrorOut, MessageOut, error_responses
 from app.web.schemas.imaging import GenerateBody, ImageForm, ImagingOut, ModelsOut
+from app.web.schemas.jobs import JobOut
 
 bp = APIBlueprint(
     "imaging",
@@ -110,21 +112,35 @@ def _respond(result: generation.ImagingResult):
     return current_app.response_class(b"".join(parts), mimetype=current_app.json.mimetype)
 
 
-def _run_multipart(kind, form: ImageForm):
+def wants_job() -> bool:
+    """`Prefer: respond-async` (RFC 7240), among other preferences or not."""
+    for header in request.headers.getlist("Prefer"):
+        for preference in header.split(","):
+            if preference.split(";")[0].split("=")[0].strip().lower() == "respond-async":
+                return True
+    return False
+
+
+def _run(kind, **fields):
+    """The one door for the three routes: answered now, or accepted as a job
+    (checked the same way first) and answered 202."""
     user = _caller()
-    uploads = [upload.read() for upload in form.files]
-    result = generation.run(
-        kind=kind,
+    caller = current_caller(user)
+    request_fields = dict(kind=kind, user=user, language=named_language(), **fields)
+    if wants_job():
+        return job_views.accepted(jobs.submit(generation.prepare(**request_fields), caller))
+    return _respond(generation.run(**request_fields, caller=caller))
+
+
+def _run_multipart(kind, form: ImageForm):
+    return _run(
+        kind,
         prompt=form.prompt,
         options=form.options(),
-        user=user,
-        uploads=uploads,
+        uploads=[upload.read() for upload in form.files],
         source_image_ids=form.source_image_ids,
         conv_id=form.conv_id,
-        language=named_language(),
-        caller=current_caller(user),
     )
-    return _respond(result)
 
 
 @bp.get("/models", responses={200: ModelsOut})
@@ -138,32 +154,25 @@ def list_models():
     ).model_dump()
 
 
-@bp.post("/generate", responses={200: ImagingOut, **ERRORS})
+@bp.post("/generate", responses={200: ImagingOut, 202: JobOut, **ERRORS})
 @limiter.limit(_generation_limit, key_func=_caller_key)
 def generate(body: GenerateBody):
-    """Text to image. Returns base64 PNGs (`images`) and the model's `texts`."""
-    user = _caller()
-    result = generation.run(
-        kind="generate",
-        prompt=body.prompt,
-        options=body.options(),
-        user=user,
-        conv_id=body.conv_id,
-        language=named_language(),
-        caller=current_caller(user),
-    )
-    return _respond(result)
+    """Text to image. Returns base64 PNGs (`images`) and the model's `texts`.
+    With `Prefer: respond-async`: 202 and the job (`Location: /v1/jobs/{id}`)."""
+    return _run("generate", prompt=body.prompt, options=body.options(), conv_id=body.conv_id)
 
 
-@bp.post("/edit", responses={200: ImagingOut, **ERRORS})
+@bp.post("/edit", responses={200: ImagingOut, 202: JobOut, **ERRORS})
 @limiter.limit(_generation_limit, key_func=_caller_key)
 def edit(form: ImageForm):
-    """Edit one image (upload `files` or name `source_image_ids`) by prompt."""
+    """Edit one image (upload `files` or name `source_image_ids`) by prompt.
+    With `Prefer: respond-async`: 202 and the job."""
     return _run_multipart("edit", form)
 
 
-@bp.post("/compose", responses={200: ImagingOut, **ERRORS})
+@bp.post("/compose", responses={200: ImagingOut, 202: JobOut, **ERRORS})
 @limiter.limit(_generation_limit, key_func=_caller_key)
 def compose(form: ImageForm):
-    """Compose two or more images (tile, blend, transfer a style)."""
+    """Compose two or more images (tile, blend, transfer a style).
+    With `Prefer: respond-async`: 202 and the job."""
     return _run_multipart("compose", form)

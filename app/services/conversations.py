@@ -26,11 +26,11 @@ TITLE_MAX = 200
 AUTO_TITLE_CHARS = 60
 
 
-def _encode_cursor(*parts) -> str:
+def encode_cursor(*parts) -> str:
     return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str, *converters) -> tuple:
+def decode_cursor(cursor: str, *converters) -> tuple:
     """The cursor's parts, each through its converter; any fault is one 400."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
@@ -83,7 +83,7 @@ def list_for(user: User, *, limit: int = 50, cursor: str | None = None, q: str |
         pattern = q.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         stmt = stmt.where(Conversation.title.ilike(f"%{pattern}%", escape="\\"))
     if cursor:
-        updated_at, last_id = _decode_cursor(cursor, datetime.fromisoformat, int)
+        updated_at, last_id = decode_cursor(cursor, datetime.fromisoformat, int)
         stmt = stmt.where(
             or_(
                 Conversation.updated_at < updated_at,
@@ -96,7 +96,7 @@ def list_for(user: User, *, limit: int = 50, cursor: str | None = None, q: str |
     if len(rows) > limit:
         rows = rows[:limit]
         last = rows[-1]
-        next_cursor = _encode_cursor(last.updated_at.isoformat(), last.id)
+        next_cursor = encode_cursor(last.updated_at.isoformat(), last.id)
     return Page(rows, next_cursor)
 
 
@@ -139,13 +139,13 @@ def list_messages(
     conversation = get_owned(user, conversation_id)
     stmt = select(Message).where(Message.conversation_id == conversation.id)
     if before:
-        (before_id,) = _decode_cursor(before, int)
+        (before_id,) = decode_cursor(before, int)
         stmt = stmt.where(Message.id < before_id)
     rows = list(db.session.execute(stmt.order_by(Message.id.desc()).limit(limit + 1)).scalars())
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
-        next_cursor = _encode_cursor(rows[-1].id)
+        next_cursor = encode_cursor(rows[-1].id)
     rows.reverse()
     return Page(rows, next_cursor)
 
@@ -246,3 +246,16 @@ def _auto_title(prompt: str) -> str:
     if len(title) > AUTO_TITLE_CHARS:
         title = title[: AUTO_TITLE_CHARS - 1] + "…"
     return title or DEFAULT_TITLE
+
+
+def owned_messages(user: User | None, message_ids) -> dict[int, Message]:
+    """The user's messages among `message_ids` (a job's result names its turn)."""
+    ids = [message_id for message_id in message_ids if message_id is not None]
+    if not ids or user is None or not getattr(user, "is_authenticated", False):
+        return {}
+    rows = db.session.execute(
+        select(Message)
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .where(Message.id.in_(ids), Conversation.user_id == user.id)
+    ).scalars()
+    return {message.id: message for message in rows}

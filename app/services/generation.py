@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 
 from flask import current_app
 
-from app.errors import AppError, ImageTooLarge, InvalidInput, NotFound, UpstreamError
+from app.errors import AppError, Canceled, ImageTooLarge, InvalidInput, NotFound, UpstreamError
 from app.extensions import db
 from app.i18n import N_, _l, translate
 from app.models import User
 from app.services import conversations, ledger, quota, stored_images
 from app.services.decode_budget import DecodeSlots, check_request_pixels
 from app.services.genai.contracts import GenerationOptions, GenerationRequest, Kind
-from app.services.genai.service import Attempt, GenAIService
+from app.services.genai.service import Attempt, GenAIService, Watch
 from app.services.image_codec import (
     CleanImage,
     check_upload,
@@ -57,6 +57,27 @@ def genai() -> GenAIService:
     return current_app.extensions["genai"]
 
 
+@dataclass
+class Prepared:
+    """A request that passed every check the door can make before the
+    upstream: the model resolved, options checked, input images decoded and
+    cleaned, the conversation found to be the caller's."""
+
+    kind: Kind
+    prompt: str
+    options: GenerationOptions
+    model: str
+    inputs: list[CleanImage]
+    user: User | None
+    conversation_id: int | None = None
+    language: str | None = None
+    warnings: list[dict] = field(default_factory=list)
+
+    @property
+    def images_asked(self) -> int:
+        return self.options.candidate_count or 1
+
+
 def run(
     *,
     kind: Kind,
@@ -71,7 +92,32 @@ def run(
 ) -> ImagingResult:
     """`caller` says who pays (user, token, address, request id); without
     one, `user` alone (the CLI: no address, only the install's budget)."""
-    caller = caller or quota.Caller(user=user)
+    prepared = prepare(
+        kind=kind,
+        prompt=prompt,
+        options=options,
+        user=user,
+        uploads=uploads,
+        source_image_ids=source_image_ids,
+        conv_id=conv_id,
+        language=language,
+    )
+    return execute(prepared, caller or quota.Caller(user=user))
+
+
+def prepare(
+    *,
+    kind: Kind,
+    prompt: str,
+    options: GenerationOptions,
+    user: User | None,
+    uploads: list[bytes] = (),
+    source_image_ids: list[int] = (),
+    conv_id: int | None = None,
+    language: str | None = None,
+) -> Prepared:
+    """Everything a client can get wrong, refused before anything is spent
+    or queued. A background job is prepared at the door, run later."""
     prompt = (prompt or "").strip()
     if not prompt:
         raise InvalidInput(_l("The prompt is empty."), code="empty_prompt")
@@ -79,10 +125,10 @@ def run(
     model = service.catalog.resolve(options.model)
 
     warnings: list[dict] = []
-    conversation = None
+    conversation_id = None
     if conv_id is not None:
         if user is not None and user.is_authenticated:
-            conversation = conversations.get_owned(user, conv_id)
+            conversation_id = conversations.get_owned(user, conv_id).id
         else:
             warnings.append(
                 {
@@ -99,21 +145,51 @@ def run(
         raise InvalidInput(_l(TOO_FEW_IMAGES[kind], got=total_images), code="not_enough_images")
     inputs = _source_images(user, source_image_ids) + _ingest(uploads)
     _check_request_size(inputs)
-
-    request = GenerationRequest(
+    return Prepared(
         kind=kind,
         prompt=prompt,
+        options=options,
         model=model.id,
+        inputs=inputs,
+        user=user,
+        conversation_id=conversation_id,
+        language=language,
+        warnings=warnings,
+    )
+
+
+def check_quota(prepared: Prepared, caller: quota.Caller) -> None:
+    """Refuse now what the quota or budget would refuse when the job runs
+    (the hold is taken for real, and given back: a job waiting in the queue
+    must not hold images it may never make)."""
+    reservation = quota.reserve(
+        caller,
+        prepared.images_asked,
+        prepared.model,
+        prepared.options.image_size,
+        provider=genai().provider_name,
+    )
+    reservation.release()
+
+
+def execute(prepared: Prepared, caller: quota.Caller, watch: Watch | None = None) -> ImagingResult:
+    """Reserve quota, call the upstream, account for it, record the turn."""
+    service = genai()
+    user, options, inputs = prepared.user, prepared.options, prepared.inputs
+    request = GenerationRequest(
+        kind=prepared.kind,
+        prompt=prepared.prompt,
+        model=prepared.model,
         images=tuple(image.data for image in inputs),
         options=options,
-        language=language,
+        language=prepared.language,
     )
     # Refused whole here, before the upstream, when the caller's quota or the
     # install's budget can't take every image asked for.
     reservation = quota.reserve(
         caller,
-        options.candidate_count or 1,
-        model.id,
+        prepared.images_asked,
+        prepared.model,
         options.image_size,
         provider=service.provider_name,
     )
@@ -121,54 +197,54 @@ def run(
     # take a minute: end the request's transaction first.
     db.session.commit()
     attempts: list[Attempt] = []
+    observe = watch.on_attempt if watch is not None else None
+
+    def on_attempt(attempt: Attempt) -> None:
+        attempts.append(attempt)
+        if observe is not None:
+            observe(attempt)
+
     outputs: list[CleanImage] = []
     started = time.perf_counter()
     try:
         try:
-            outcome = service.generate(request, on_attempt=attempts.append)
+            outcome = service.generate(request, on_attempt=on_attempt, watch=watch)
             outputs = [_normalise_output(image.data) for image in outcome.images]
         finally:
             _account(caller, request, service.provider_name, attempts, reservation, outputs)
     except AppError as error:
-        if conversation is not None:
+        # A cancel is the caller's own doing, not a failure to keep in the thread.
+        if prepared.conversation_id is not None and error.code != Canceled.code:
             failed = _turn(
-                kind,
-                prompt,
-                options,
-                inputs,
-                model.id,
+                prepared,
                 _elapsed_ms(started),
                 error_code=error.code,
                 error_message=error.text("en"),
             )
-            _record_failure(user, conversation.id, failed)
+            _record_failure(user, prepared.conversation_id, failed)
         raise
     duration_ms = _elapsed_ms(started)
 
     result = ImagingResult(
         images=outputs,
         texts=outcome.texts,
-        model=model.id,
+        model=prepared.model,
         finish_reasons=outcome.finish_reasons,
         usage=outcome.usage,
-        warnings=warnings + outcome.warnings,
+        warnings=prepared.warnings + outcome.warnings,
         duration_ms=duration_ms,
     )
-    if conversation is not None:
+    if prepared.conversation_id is not None:
         turn = _turn(
-            kind,
-            prompt,
-            options,
-            inputs,
-            model.id,
+            prepared,
             duration_ms,
             outputs=[stored_images.save(image) for image in outputs],
             texts=outcome.texts,
             finish_reasons=outcome.finish_reasons,
             usage=outcome.usage,
         )
-        user_message, reply = conversations.record_turn(user, conversation.id, turn)
-        result.conversation_id = conversation.id
+        user_message, reply = conversations.record_turn(user, prepared.conversation_id, turn)
+        result.conversation_id = prepared.conversation_id
         result.user_message = user_message
         result.message = reply
         result.image_ids = [link.image_id for link in reply.image_links if link.role == "output"]
@@ -291,16 +367,14 @@ def _elapsed_ms(started: float) -> int:
     return round((time.perf_counter() - started) * 1000)
 
 
-def _turn(
-    kind, prompt, options, inputs, model_id, duration_ms, **outcome
-) -> conversations.TurnRecord:
+def _turn(prepared: Prepared, duration_ms: int, **outcome) -> conversations.TurnRecord:
     """The record of one turn, its input images written to the store."""
     return conversations.TurnRecord(
-        kind=kind,
-        prompt=prompt,
-        params=options.recorded(),
-        inputs=[stored_images.save(image) for image in inputs],
-        model=model_id,
+        kind=prepared.kind,
+        prompt=prepared.prompt,
+        params=prepared.options.recorded(),
+        inputs=[stored_images.save(image) for image in prepared.inputs],
+        model=prepared.model,
         duration_ms=duration_ms,
         **outcome,
     )

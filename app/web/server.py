@@ -36,9 +36,16 @@ OUTBUF_OVERFLOW_BYTES = 8 * 1024 * 1024
 
 
 def thread_count(config) -> int:
+    """Generations in the gate and its queue, the open job event streams
+    (each holds a thread while open), and spare threads for everything else."""
     if config.get("THREADS"):
         return int(config["THREADS"])
-    return int(config["GENAI_MAX_CONCURRENT"]) + int(config["GENAI_MAX_QUEUE"]) + SPARE_THREADS
+    return (
+        int(config["GENAI_MAX_CONCURRENT"])
+        + int(config["GENAI_MAX_QUEUE"])
+        + int(config["JOB_STREAMS_MAX"])
+        + SPARE_THREADS
+    )
 
 
 @contextmanager
@@ -137,6 +144,8 @@ def serve(app: Flask) -> None:
         app.extensions["genai"].provider_name,
     )
     _stop_on_terminate()
+    # Job workers start with the server: jobs queued before a restart run now.
+    app.extensions["job_runner"].ensure_started()
     try:
         waitress_serve(
             app,
@@ -153,6 +162,10 @@ def serve(app: Flask) -> None:
             # rather than spill it through a temporary file (waitress's
             # default overflow is 1 MB).
             outbuf_overflow=OUTBUF_OVERFLOW_BYTES,
+            # Reading ahead lets waitress notice a client that hung up while
+            # its request runs (environ["waitress.client_disconnected"]):
+            # an event stream whose page is gone ends instead of holding a thread.
+            channel_request_lookahead=1,
             # ProxyFix (app/__init__.py) is the one mechanism that reads
             # X-Forwarded-*: waitress must pass those headers through when
             # proxies are trusted, and strips them (its default) otherwise.
@@ -209,6 +222,9 @@ def _shut_down(app: Flask) -> None:
     from app.extensions import db
 
     app.logger.info("stopped")
+    # Running jobs stay "running" until their lease runs out; the next start
+    # runs again those the upstream never answered (docs/reliability.md).
+    app.extensions["job_runner"].stop(timeout=5)
     with app.app_context():
         db.engine.dispose()
     app.extensions["genai"].close()

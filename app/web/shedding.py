@@ -42,7 +42,11 @@ class ShedWhenGateFull:
         self._in_flight = 0
 
     def __call__(self, environ, start_response):
-        if environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") not in self.paths():
+        if (
+            environ.get("REQUEST_METHOD") != "POST"
+            or environ.get("PATH_INFO") not in self.paths()
+            or _wants_job(environ)
+        ):
             return self.wsgi_app(environ, start_response)
         gate = self.app.extensions["genai"].gate
         if not self._enter(gate):
@@ -82,6 +86,14 @@ class ShedWhenGateFull:
                 if rule.endpoint in self.endpoints
             )
         return self._paths
+
+
+def _wants_job(environ) -> bool:
+    """A request for a background job (`Prefer: respond-async`) waits in the
+    job queue, not in a thread: it is accepted while the gate is full. (A
+    loose match; the view parses the header and runs it synchronously if it
+    did not really ask.)"""
+    return "respond-async" in environ.get("HTTP_PREFER", "").lower()
 
 
 def _is_full(gate) -> bool:

@@ -39,7 +39,21 @@ def make_app(tmp_path: Path, **overrides) -> Flask:
     with app.app_context():
         reset_database()
     limiter.reset()
+    LIVE_APPS.append(app)
     return app
+
+
+# Every app made by make_app, so its job workers can be stopped after the
+# test (tests/conftest.py): on the shared PostgreSQL database a worker left
+# running would take the next test's jobs.
+LIVE_APPS: list[Flask] = []
+
+
+def stop_job_runners() -> None:
+    while LIVE_APPS:
+        runner = LIVE_APPS.pop().extensions.get("job_runner")
+        if runner is not None:
+            runner.stop(timeout=5)
 
 
 _schema_rebuilt = False

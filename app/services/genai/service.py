@@ -24,7 +24,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from app.errors import AppError, UpstreamError
+from app.errors import AppError, Canceled, UpstreamError
 from app.i18n import _l, translate
 from app.services.genai.catalog import Catalog
 from app.services.genai.contracts import Gate, GenerationRequest, Provider, ProviderResult
@@ -79,6 +79,18 @@ class Attempt:
 
 
 OnAttempt = Callable[[Attempt], None]
+
+
+@dataclass(frozen=True)
+class Watch:
+    """What a background job hears of its call and how it stops it: every
+    attempt (`on_attempt`), each retry's number and backoff (`on_retry`),
+    and `should_stop`, asked before each upstream call (a cancel lets the
+    call in flight finish and starts no other)."""
+
+    on_attempt: OnAttempt | None = None
+    on_retry: Callable[[int, float], None] | None = None
+    should_stop: Callable[[], bool] | None = None
 
 
 @dataclass
@@ -154,15 +166,22 @@ class GenAIService:
     # ------------------------------------------------------------------
 
     def generate(
-        self, request: GenerationRequest, on_attempt: OnAttempt | None = None
+        self,
+        request: GenerationRequest,
+        on_attempt: OnAttempt | None = None,
+        watch: Watch | None = None,
     ) -> GenerationOutcome:
         """Make `request.options.candidate_count` images (1 when unset; the
         options clamp it to 1..MAX_CANDIDATES), one upstream call each.
 
         Partial success returns what succeeded with a warning per failure;
         no success raises the first failure. `on_attempt` hears of every
-        provider call, retries included, whatever its outcome.
+        provider call, retries included, whatever its outcome. A `watch`'s
+        stop ends the request with what was made so far (Canceled if none).
         """
+        watch = watch or Watch()
+        if on_attempt is None:
+            on_attempt = watch.on_attempt
         count = request.options.candidate_count or 1
         deadline = time.monotonic() + self.deadline_s
         outcome = GenerationOutcome()
@@ -174,7 +193,7 @@ class GenAIService:
                 break
             try:
                 call = request.model_copy(update={"candidate_index": index})
-                result = self._call_with_retries(call, deadline, on_attempt)
+                result = self._call_with_retries(call, deadline, on_attempt, watch)
             except AppError as error:
                 first_error = first_error or error
                 message = error.text(request.language or "en")
@@ -194,19 +213,32 @@ class GenAIService:
         return outcome
 
     def _call_with_retries(
-        self, request: GenerationRequest, deadline: float, on_attempt: OnAttempt | None = None
+        self,
+        request: GenerationRequest,
+        deadline: float,
+        on_attempt: OnAttempt | None = None,
+        watch: Watch | None = None,
     ) -> ProviderResult:
+        watch = watch or Watch()
         remaining = max(0.0, deadline - time.monotonic())
+
+        def before_sleep(state: RetryCallState) -> None:
+            _log_retry(state)
+            if watch.on_retry is not None:
+                watch.on_retry(state.attempt_number + 1, state.upcoming_sleep)
+
         retrying = Retrying(
             retry=retry_if_exception(_is_retryable),
             stop=stop_after_attempt(self.max_retries + 1) | stop_before_delay(remaining),
             wait=self._wait,
             sleep=self._sleep,
             reraise=True,
-            before_sleep=_log_retry,
+            before_sleep=before_sleep,
         )
         try:
             for attempt in retrying:
+                if watch.should_stop is not None and watch.should_stop():
+                    raise Canceled()
                 # The slot is held for the call only, never across a backoff;
                 # the pacing wait runs as the call goes out.
                 with attempt, self.gate.slot(deadline) as permit:
