@@ -134,7 +134,11 @@ def _events(job_id, last, describe, environ, give_back) -> Iterator[str]:
         yield f"retry: {RECONNECT_MS}\n\n"
         beat_at = time.monotonic() + heartbeat_s
         while True:
-            job = db.session.execute(select(Job).where(Job.id == job_id)).scalar_one_or_none()
+            # populate_existing: the session keeps objects across commits
+            # (expire_on_commit is off), and this one must be read afresh.
+            job = db.session.execute(
+                select(Job).where(Job.id == job_id).execution_options(populate_existing=True)
+            ).scalar_one_or_none()
             if job is None:  # deleted with its conversation
                 return
             position = jobs.position_of(job)
