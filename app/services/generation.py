@@ -13,7 +13,15 @@ from dataclasses import dataclass, field
 
 from flask import current_app
 
-from app.errors import AppError, Canceled, ImageTooLarge, InvalidInput, NotFound, UpstreamError
+from app.errors import (
+    AppError,
+    Busy,
+    Canceled,
+    ImageTooLarge,
+    InvalidInput,
+    NotFound,
+    UpstreamError,
+)
 from app.extensions import db
 from app.i18n import N_, _l, translate
 from app.models import User
@@ -213,8 +221,10 @@ def execute(prepared: Prepared, caller: quota.Caller, watch: Watch | None = None
         finally:
             _account(caller, request, service.provider_name, attempts, reservation, outputs)
     except AppError as error:
-        # A cancel is the caller's own doing, not a failure to keep in the thread.
-        if prepared.conversation_id is not None and error.code != Canceled.code:
+        # A cancel is the caller's own doing, not a failure to keep in the
+        # thread; a job that met a full gate is put back in line, not failed.
+        requeued = watch is not None and isinstance(error, Busy)
+        if prepared.conversation_id is not None and not (requeued or isinstance(error, Canceled)):
             failed = _turn(
                 prepared,
                 _elapsed_ms(started),
