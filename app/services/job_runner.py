@@ -20,7 +20,6 @@ import socket
 import threading
 import time
 from datetime import timedelta
-from pathlib import Path
 
 from flask import Flask, current_app
 from sqlalchemy import delete, select, update
@@ -274,23 +273,11 @@ def _cancel_requested(job_id: str) -> bool:
 
 def _save_outputs(job_id: str, images) -> list[str]:
     """Written and flushed to disk before the job is marked succeeded."""
-    folder = jobs.job_dir(job_id)
-    folder.mkdir(parents=True, exist_ok=True)
     names = []
     for index, image in enumerate(images):
-        name = f"out-{index}.png"
-        _write_durably(folder / name, image.data)
-        names.append(name)
+        names.append(f"out-{index}.png")
+        jobs.write_file(job_id, names[-1], image.data)
     return names
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 # ---- leases, recovery, retention -------------------------------------------

@@ -10,6 +10,7 @@ without login is reachable by whoever holds its unguessable id.
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from pathlib import Path
 from flask import current_app
 from sqlalchemy import and_, func, or_, select, update
 
+from app import private_files
 from app.db import write_transaction
 from app.errors import JobFinished, NotFound, QueueFull, TooManyJobs
 from app.extensions import db
@@ -35,11 +37,26 @@ LISTED = {"active": ACTIVE, "finished": FINISHED, "all": ACTIVE + FINISHED}
 
 
 def files_root() -> Path:
-    return Path(current_app.config["DATA_DIR"]) / "jobs"
+    """Beside the image files: the folder every process mounts (docs/scaling.md)."""
+    return Path(current_app.config["IMAGE_DIR"]) / "jobs"
 
 
 def job_dir(job_id: str) -> Path:
     return files_root() / job_id
+
+
+def write_file(job_id: str, name: str, data: bytes) -> None:
+    """Owner-only, flushed to disk, renamed into place: a crash leaves the
+    old file or the new one, never half of one."""
+    folder = private_files.make_dir(job_dir(job_id))
+    target = folder / name
+    temporary = folder / f".tmp-{name}"
+    temporary.unlink(missing_ok=True)
+    with private_files.open_new(temporary) as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, target)
 
 
 def remove_files(job_id: str, pattern: str = "*") -> None:
@@ -121,12 +138,10 @@ def _save_inputs(job_id: str, inputs: list[CleanImage]) -> list[dict]:
     being deleted (which removes its files) can't take them from a queued job."""
     if not inputs:
         return []
-    folder = job_dir(job_id)
-    folder.mkdir(parents=True, exist_ok=True)
     saved = []
     for index, image in enumerate(inputs):
         name = f"in-{index}.png"
-        (folder / name).write_bytes(image.data)
+        write_file(job_id, name, image.data)
         saved.append({"file": name, "width": image.width, "height": image.height})
     return saved
 
