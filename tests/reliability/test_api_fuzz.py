@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import time
 
 import pytest
 import schemathesis
@@ -50,6 +51,7 @@ IDENTITY_CHANGING = {
     "DELETE /auth/tokens/{token_id}",
 }
 PASSWORD = "fuzz-pass-123"
+FINISHED_JOB = ("succeeded", "failed", "canceled")
 
 
 class World:
@@ -69,7 +71,7 @@ class World:
             "/auth/signup", json={"username": username, "password": PASSWORD}
         ).get_json()
         headers = {"X-CSRF-Token": body["csrf_token"]}
-        ids: dict[str, list[int]] = {"conv_id": [], "image_id": [], "token_id": []}
+        ids: dict[str, list] = {"conv_id": [], "image_id": [], "token_id": []}
         for n in range(2):
             conv = client.post("/conversations", json={"title": f"c{n}"}, headers=headers)
             conv_id = conv.get_json()["id"]
@@ -82,6 +84,19 @@ class World:
             ids["image_id"] += result["image_ids"]
         token = client.post("/auth/tokens", json={"name": "spare"}, headers=headers).get_json()
         ids["token_id"].append(token["id"])
+        # A finished job each: its routes are fuzzed on an id that exists,
+        # and the victim's must never answer 2xx to the fuzzing user.
+        job = client.post(
+            "/v1/generate",
+            json={"prompt": "banana job", "conv_id": ids["conv_id"][0]},
+            headers={**headers, "Prefer": "respond-async"},
+        )
+        assert job.status_code == 202, job.get_data(as_text=True)
+        ids["job_id"] = [job.get_json()["id"]]
+        deadline = time.monotonic() + 30
+        while client.get(job.headers["Location"]).get_json()["status"] not in FINISHED_JOB:
+            assert time.monotonic() < deadline, "the job did not finish"
+            time.sleep(0.05)
         return ids
 
     def refresh(self) -> None:
@@ -131,6 +146,13 @@ def _strategy(world: World, operation, mode: GenerationMode):
             return case
 
         variants.append(base.map(with_files))
+    if operation.label in ("POST /v1/generate", "POST /v1/edit", "POST /v1/compose"):
+
+        def as_job(case):
+            case.headers = {**(case.headers or {}), "Prefer": "respond-async"}
+            return case
+
+        variants.append(base.map(as_job))
     return st.one_of(variants)
 
 
