@@ -144,6 +144,7 @@ def _finish(job_id: str, worker: str, status: str, **values) -> bool:
     if done:
         jobs.remove_files(job_id, "in-*")
         jobs.changed(job_id)
+        log.info("job %s %s", job_id, status)
     else:
         # Our lease ran out (the process stalled) and another took the job.
         log.warning("job %s was taken from this worker before it finished", job_id)
@@ -392,6 +393,8 @@ class JobRunner:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
+        # Jobs this process runs now: only then is there a lease to renew.
+        self._running = 0
 
     def ensure_started(self) -> None:
         with self._lock:
@@ -438,7 +441,13 @@ class JobRunner:
                     if job_id is None:
                         self._idle()
                         continue
-                    backoff = run_claimed(job_id, self.name)
+                    with self._lock:
+                        self._running += 1
+                    try:
+                        backoff = run_claimed(job_id, self.name)
+                    finally:
+                        with self._lock:
+                            self._running -= 1
                 except Exception:
                     log.exception("job worker error")
                     backoff = 1.0
@@ -454,7 +463,8 @@ class JobRunner:
         with self.app.app_context():
             while not self._stop.is_set():
                 try:
-                    renew(self.name)
+                    if self._running:
+                        renew(self.name)
                     recover()
                     if time.monotonic() - last_prune >= PRUNE_EVERY_S:
                         last_prune = time.monotonic()
