@@ -25,7 +25,7 @@ from flask import Flask, current_app
 from sqlalchemy import delete, select, update
 
 from app.db import write_transaction
-from app.errors import AppError, Busy, Canceled
+from app.errors import AppError, Busy, Canceled, Unauthorized
 from app.extensions import db
 from app.i18n import _l
 from app.models import Job, User, utcnow
@@ -240,6 +240,9 @@ def run_claimed(job_id: str, worker: str) -> float:
 
 def _prepared(job: Job) -> generation.Prepared:
     user = db.session.get(User, job.user_id) if job.user_id is not None else None
+    if user is not None and user.disabled:
+        # An admin disabled the account while its jobs waited: they stop too.
+        raise Unauthorized()
     return generation.Prepared(
         kind=job.kind,
         prompt=job.prompt,
