@@ -20,7 +20,7 @@ from config import Config, TestingConfig
 from tests.reliability.support import FUZZ, NO_LIMITS, report
 
 PASSWORD = "correct-horse-1"
-ID_PARAMETERS = {"conv_id", "image_id", "token_id"}
+ID_PARAMETERS = {"conv_id", "image_id", "token_id", "job_id"}
 # A bearer token may not manage tokens at all: refused whatever the id.
 SESSION_ONLY_ENDPOINTS = {"auth.list_tokens", "auth.create_token", "auth.revoke_token"}
 # An id that no row has: a 404 for it says nothing about ownership.
@@ -33,8 +33,9 @@ def signup(app, username):
     return client, {"X-CSRF-Token": body["csrf_token"]}, body["user"]["id"]
 
 
-def owned_resources(client, headers, owner: str) -> dict[str, int]:
-    """A conversation with one generated turn (so images), and a token.
+def owned_resources(client, headers, owner: str) -> dict:
+    """A conversation with one generated turn (so images), a token, and a
+    finished background job.
     Images are stored once per content: each owner's prompt differs, so each
     owner's picture is their own."""
     conv = client.post("/conversations", json={"title": "mine"}, headers=headers).get_json()
@@ -44,7 +45,23 @@ def owned_resources(client, headers, owner: str) -> dict[str, int]:
         headers=headers,
     ).get_json()
     token = client.post("/auth/tokens", json={"name": "mine"}, headers=headers).get_json()
-    return {"conv_id": conv["id"], "image_id": turn["image_ids"][0], "token_id": token["id"]}
+    job = client.post(
+        "/v1/generate",
+        json={"prompt": f"a job for {owner}", "conv_id": conv["id"]},
+        headers={**headers, "Prefer": "respond-async"},
+    )
+    assert job.status_code == 202
+    deadline = time.monotonic() + 30
+    while client.get(job.headers["Location"]).get_json()["status"] != "succeeded":
+        assert time.monotonic() < deadline, "the job did not finish"
+        time.sleep(0.05)
+    return {
+        "conv_id": conv["id"],
+        "image_id": turn["image_ids"][0],
+        "token_id": token["id"],
+        "job_id": job.get_json()["id"],
+        "index": 0,  # the job's first result image
+    }
 
 
 def routes(app, *, methods=None, with_ids=False):
@@ -61,7 +78,7 @@ def routes(app, *, methods=None, with_ids=False):
     return found
 
 
-def url_for(rule, values: dict[str, int]) -> str:
+def url_for(rule, values: dict) -> str:
     return rule.build({name: values[name] for name in rule.arguments}, append_unknown=False)[1]
 
 
@@ -186,6 +203,9 @@ def test_another_users_id_is_404_on_every_route(app, via):
         "/images/<int:image_id>",
         "/images/<int:image_id>/thumb",
         "/auth/tokens/<int:token_id>",
+        "/v1/jobs/<job_id>",
+        "/v1/jobs/<job_id>/events",
+        "/v1/jobs/<job_id>/images/<int:index>",
     } <= covered
     report(f"idor[{via}]", routes=len(checked) + 2, refused=len(checked) + 2)
 
