@@ -298,21 +298,23 @@ def renew(worker: str) -> None:
 
 
 def recover() -> int:
-    """Jobs whose worker's lease ran out: back in the queue if the upstream
-    never answered them, failed (and said why) if it did, or if they have
-    been started JOB_MAX_RUNS times already."""
+    """Jobs whose worker's lease ran out: canceled if their owner asked,
+    back in the queue if the upstream never answered them, failed (and said
+    why) if it did, or if they have been started JOB_MAX_RUNS times already."""
     now = utcnow()
     stale = db.session.execute(
-        select(Job.id, Job.answered, Job.attempts, Job.payload).where(
+        select(Job.id, Job.answered, Job.attempts, Job.cancel_requested, Job.payload).where(
             Job.status == jobs.RUNNING, Job.lease_until < now
         )
     ).all()
     db.session.commit()
     max_runs = int(current_app.config["JOB_MAX_RUNS"])
-    for job_id, answered, attempts, payload in stale:
+    for job_id, answered, attempts, cancel_requested, payload in stale:
         expired = (Job.id == job_id, Job.status == jobs.RUNNING, Job.lease_until < now)
         language = (payload or {}).get("language")
-        if answered or attempts >= max_runs:
+        if cancel_requested:  # its owner asked it to stop: it stops here
+            values = dict(status=jobs.CANCELED, finished_at=now)
+        elif answered or attempts >= max_runs:
             error = InterruptedAfterAnswer() if answered else Interrupted()
             values = dict(status=jobs.FAILED, finished_at=now, error=error_record(error, language))
         else:

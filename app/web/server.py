@@ -48,6 +48,14 @@ def thread_count(config) -> int:
     )
 
 
+def connection_limit(config, threads: int) -> int:
+    """Eight sockets per request thread (keep-alive connections idle between
+    requests), but one per event-stream thread: a stream is one long request
+    on its own connection. Well under the usual 1,024 open files."""
+    streams = int(config["JOB_STREAMS_MAX"])
+    return max(100, (threads - streams) * 8 + streams)
+
+
 @contextmanager
 def _loggers_kept() -> Iterator[None]:
     """Alembic's env.py calls logging.config.fileConfig(), which disables
@@ -156,7 +164,7 @@ def serve(app: Flask) -> None:
             max_request_body_size=int(config["MAX_CONTENT_LENGTH"]) + BODY_SLACK_BYTES,
             channel_timeout=CHANNEL_TIMEOUT_S,
             # A home server behind a tunnel: a bounded number of sockets.
-            connection_limit=max(100, threads * 8),
+            connection_limit=connection_limit(config, threads),
             ident="nano-banana",
             # A 1 MB picture is a 1.4 MB base64 response: keep it in memory
             # rather than spill it through a temporary file (waitress's

@@ -42,8 +42,9 @@ DEADLINE_S = 90  # GENAI_DEADLINE_S: every request is answered within it
 # below what starvation looked like (seconds, and probes timing out).
 HEALTH_P99_CEILING_MS = 1000
 ATTACKERS = 8  # the eight parallel composes
-# More than waitress's connection_limit (18 threads × 8 = 144).
-SLOW_CONNECTIONS = 200
+# More than waitress's connection_limit (18 request threads × 8 + 256 event
+# streams = 400, app/web/server.py).
+SLOW_CONNECTIONS = 450
 NGINX_HEADER_TIMEOUT_S = 10  # client_header_timeout in deploy/nginx.conf
 
 
