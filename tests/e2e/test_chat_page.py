@@ -53,9 +53,12 @@ def test_sign_up_generate_edit_compose_rename_reload_logout_login(any_server, op
         expect(page.locator(".msg-user .msg-text").first).to_have_text(
             "A banana astronaut floating above the Earth"
         )
-    assert generated.value.status == 200
+    # The page sends a background job (issue 13) and follows it to its result.
+    assert generated.value.status == 202
     wait_images_loaded(page, RESULT_IMAGES, 1)
-    first_id = generated.value.json()["image_ids"][0]
+    job = page.request.get(generated.value.headers["location"]).json()
+    assert job["status"] == "succeeded"
+    first_id = job["result"]["image_ids"][0]
     expect(page.locator(".conv-item")).to_have_count(1)
     expect(page.locator(".conv-item .conv-title")).to_have_text(
         "A banana astronaut floating above the Earth"
@@ -83,7 +86,7 @@ def test_sign_up_generate_edit_compose_rename_reload_logout_login(any_server, op
     expect(page.locator("#mode-pill")).to_have_attribute("data-mode", "compose")
     with page.expect_response("**/v1/compose") as composed:
         send(page, "blend these two images")
-    assert composed.value.status == 200, composed.value.text()
+    assert composed.value.status == 202, composed.value.text()
     wait_images_loaded(page, RESULT_IMAGES, 3)
     wait_images_loaded(page, ".msg-user .msg-inputs img", 3)  # 1 edit input + 2 compose
     expect(page.locator(".attachment:not(#editing-chip)")).to_have_count(0)
@@ -142,12 +145,15 @@ def test_rate_limit_shows_message_and_counts_down(gemini_server, gemini_fake, op
     gemini_fake.enqueue({"fault": "rate_limited", "retry_delay": "3s"})
     with page.expect_response("**/v1/generate") as limited:
         send(page, "a banana under a rain cloud")
-    assert limited.value.status == 429
-    # The upstream's RetryInfo, not the limiter's window (docs/ui-backend-requests.md).
-    assert limited.value.headers["retry-after"] == "3", limited.value.headers
-    message = limited.value.json()["message"]
-
+    assert limited.value.status == 202  # the job fails, not the request (issue 13)
     card = page.locator(".error-card")
+    expect(card).to_be_visible()
+    job = page.request.get(limited.value.headers["location"]).json()
+    assert job["status"] == "failed"
+    # The upstream's RetryInfo, not the limiter's window (docs/ui-backend-requests.md).
+    assert job["error"]["retry_after"] == 3, job["error"]
+    message = job["error"]["message"]
+
     expect(card.locator(".error-message")).to_have_text(message)
     expect(card.locator(".error-code")).to_have_text("upstream_rate_limited")
     retry = card.locator(".retry-btn")
@@ -159,7 +165,7 @@ def test_rate_limit_shows_message_and_counts_down(gemini_server, gemini_fake, op
 
     with page.expect_response("**/v1/generate") as retried:
         retry.click()
-    assert retried.value.status == 200
+    assert retried.value.status == 202
     expect(page.locator(".error-card")).to_have_count(0)
     wait_images_loaded(page, RESULT_IMAGES, 1)
     expect(page.locator(".msg-user")).to_have_count(1)  # the retry reuses the turn
@@ -318,7 +324,7 @@ def test_anonymous_generation_downloads_a_png(offline_server, open_page):
     expect(page.locator("#editing-chip")).to_be_visible()
     with page.expect_response("**/v1/edit") as edited:
         send(page, "rotate 90")
-    assert edited.value.status == 200, edited.value.text()
+    assert edited.value.status == 202, edited.value.text()
     wait_images_loaded(page, ".msg-user .msg-inputs img", 1)
     wait_images_loaded(page, RESULT_IMAGES, 2)
 
@@ -455,19 +461,33 @@ def test_working_placeholder_counts_seconds_and_can_be_cancelled(
     gemini_fake.reset()
     gemini_fake.latency = 2.5
     try:
+        # Both job workers busy: the page's job waits in the queue, where a
+        # cancel stops it before it reaches the upstream (a running job keeps
+        # what its call in flight makes: tests/e2e/test_jobs_page.py).
+        for n in range(2):
+            busy = page.request.post(
+                "/v1/generate",
+                data={"prompt": f"a busy banana {n}"},
+                headers={"Prefer": "respond-async"},
+            )
+            assert busy.status == 202, busy.text()
         send(page, "a very slow banana")
         pending = page.locator(".msg-assistant.pending")
         expect(pending).to_be_visible()
         expect(page.locator(".msg-user .msg-text")).to_have_text("a very slow banana")
-        expect(pending.locator(".elapsed")).to_have_text("1 s", timeout=3000)
+        expect(pending.locator(".job-status")).to_have_text("Queued · #1 in line")
         pending.get_by_role("button", name="Cancel").click()
         expect(pending).to_have_count(0)
         expect(page.locator(".error-card.is-cancelled .error-message")).to_have_text("Cancelled.")
+        with page.expect_response("**/v1/generate"):
+            page.locator(".error-card .retry-btn").click()
+        # Once a worker takes it, the clock counts the seconds since.
+        expect(pending.locator(".job-status")).to_have_text("Generating", timeout=10_000)
+        expect(pending.locator(".elapsed")).to_have_text("0:01", timeout=3000)
     finally:
         gemini_fake.latency = 0
-    with page.expect_response("**/v1/generate"):
-        page.locator(".error-card .retry-btn").click()
     wait_images_loaded(page, RESULT_IMAGES, 1)
+    assert gemini_fake.calls == 3  # the two busy ones and the retry: never the cancelled one
 
 
 def test_older_messages_load_when_scrolling_up(offline_server, open_page):
@@ -534,7 +554,7 @@ def test_paste_and_drop_attach_images(offline_server, open_page, tmp_path):
     expect(page.locator("#mode-pill")).to_have_attribute("data-mode", "edit")
     with page.expect_response("**/v1/edit") as edited:
         send(page, "make it blue")
-    assert edited.value.status == 200
+    assert edited.value.status == 202
     wait_images_loaded(page, RESULT_IMAGES, 1)
 
 

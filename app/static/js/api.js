@@ -36,8 +36,8 @@ function parseRetryAfter(value) {
   return Number.isNaN(date) ? null : Math.max(0, Math.ceil((date - Date.now()) / 1000));
 }
 
-async function send(method, url, { json, form, signal } = {}) {
-  const headers = { Accept: "application/json", "Accept-Language": lang() };
+async function send(method, url, { json, form, signal, headers: extra } = {}) {
+  const headers = { Accept: "application/json", "Accept-Language": lang(), ...extra };
   let body;
   if (json !== undefined) {
     headers["Content-Type"] = "application/json";

@@ -9,6 +9,7 @@ import { $, h } from "./dom.js";
 import { fillIcons } from "./icons.js";
 import { applyI18n, lang, onLangChange, setLang, t } from "./i18n.js";
 import { initViewer } from "./images.js";
+import { initJobs, setPageTitle } from "./jobs.js";
 import { prefs } from "./prefs.js";
 import { initSettings, renderSettings } from "./settings.js";
 import {
@@ -16,7 +17,7 @@ import {
   resetConversations, upsertConversation,
 } from "./sidebar.js";
 import { emit, on, state } from "./state.js";
-import { clearThread, initThread, showConversation } from "./thread.js";
+import { clearThread, initThread, resumeAnonymousJobs, showConversation } from "./thread.js";
 import { initPassword } from "./password.js";
 import { initTokens } from "./tokens.js";
 import { closeDrawersIfNarrow, initDrawers, togglePanel, toast } from "./ui.js";
@@ -63,7 +64,7 @@ function renderThreadTitle() {
   const conversation = state.currentConvId ? findConversation(state.currentConvId) : null;
   $("#thread-head").hidden = !conversation;
   $("#thread-title").textContent = conversation ? displayTitle(conversation) : "";
-  document.title = conversation ? `${displayTitle(conversation)} · Nano Banana` : "Nano Banana";
+  setPageTitle(conversation ? `${displayTitle(conversation)} · Nano Banana` : "Nano Banana");
 }
 
 function renderSuggestions() {
@@ -146,7 +147,11 @@ async function onUser(user) {
   clearThread();
   clearAttachments();
   renderChrome();
-  if (!user) return;
+  if (!user) {
+    // Jobs sent without an account before a reload (a conversation's come back with it).
+    await resumeAnonymousJobs();
+    return;
+  }
   await loadConversations();
   const last = prefs.get(`conv.${user.id}`);
   if (last && findConversation(last)) await openConversation(last);
@@ -163,6 +168,7 @@ async function boot() {
   initDrawers();
   initViewer();
   initThread();
+  initJobs();
   initSettings();
   initTokens();
   initPassword();

@@ -1,13 +1,20 @@
 // The conversation in the middle: stored history (older pages on scroll up),
-// the user's turn shown at once, a placeholder while the model works, the
-// result or an error with retry, and the Retry-After countdown.
+// the user's turn shown at once, a placeholder while its background job waits
+// and runs (several at once; jobs still running are picked up again when the
+// thread is read), the result or an error with retry, and the Retry-After
+// countdown.
 
 import { api, ApiError } from "./api.js";
 import { $, h } from "./dom.js";
 import { icon } from "./icons.js";
 import { clockTime, t } from "./i18n.js";
 import { imageGrid, localImage, storedImage } from "./images.js";
+import {
+  activeJobs, announceFinished, anonymousJobs, cancelJob, enableNotifications, fetchJob, followJob,
+  forgetAnonymousJob, isJob, jobImage, notificationsAvailable, notifying, rememberAnonymousJob, submitJob,
+} from "./jobs.js";
 import { emit, state } from "./state.js";
+import { toast } from "./ui.js";
 import { LONG_WAIT_S, QUOTA_CODES, quotaMessage, resetPhrase, waitSeconds } from "./usage.js";
 
 const PAGE = 30;
@@ -19,6 +26,9 @@ let loadingOlder = false;
 let observer = null;
 // Whether the view follows the newest message: true until the user scrolls up.
 let stickToBottom = true;
+// The jobs drawn in the shown thread (follower → anonymous job id or null);
+// closed when the thread is replaced, so no stream outlives what it draws into.
+const followers = new Map();
 
 // ---- rendering ------------------------------------------------------------------
 
@@ -104,12 +114,14 @@ function renderStored(items) {
   for (const message of items) {
     if (message.role === "user") {
       lastPrompt = message.prompt || "";
-      nodes.push(userMessage({
+      const node = userMessage({
         prompt: message.prompt,
         kind: message.kind,
         inputs: (message.input_images || []).map(storedImage),
         when: message.created_at,
-      }));
+      });
+      node.dataset.id = String(message.id);
+      nodes.push(node);
     } else {
       nodes.push(assistantMessage(message, (message.images || []).map(storedImage),
         message.prompt || lastPrompt));
@@ -142,6 +154,12 @@ function scrollToBottom() {
 
 export function clearThread() {
   state.view += 1;
+  for (const [follower, anonymousId] of followers) {
+    follower.close();
+    // A thread given up without an account can't be found again.
+    if (anonymousId) forgetAnonymousJob(anonymousId);
+  }
+  followers.clear();
   olderCursor = null;
   messagesEl().replaceChildren();
   $("#thread-loading").hidden = true;
@@ -155,10 +173,19 @@ export async function showConversation(convId) {
   $("#thread-loading").hidden = false;
   $("#empty-state").hidden = true;
   try {
+    // The unfinished jobs before the messages: a job that ends before the
+    // list is read is among the messages, one that ends after it is drawn
+    // from the job, once even if the messages have it too (see showResult).
+    const jobs = await activeJobs(convId).catch((error) => {
+      if (!(error instanceof ApiError)) throw error;
+      return [];
+    });
+    if (view !== state.view) return null;
     const page = await api.get(`/conversations/${convId}/messages?limit=${PAGE}`);
     if (view !== state.view) return null;
     messagesEl().replaceChildren(...renderStored(page.items));
     olderCursor = page.next_cursor;
+    for (const job of jobs) resumeJob(job);
     updateEmpty();
     scrollToBottom();
     requestAnimationFrame(fillUpwards);
@@ -219,8 +246,30 @@ export function initThread() {
 
 // ---- a turn in flight -------------------------------------------------------------------
 
-function placeholder(count, aspect, onCancel) {
-  const elapsed = h("span", { class: "elapsed", text: t("turn.elapsed", { s: 0 }) });
+function clock(seconds) {
+  const whole = Math.max(0, Math.floor(seconds));
+  return `${Math.floor(whole / 60)}:${String(whole % 60).padStart(2, "0")}`;
+}
+
+/** What the placeholder says for a job's state (null: still sending it). */
+function jobPhrase(job, cancelling) {
+  if (job?.cancel_requested || cancelling) return ["cancelling", t("job.cancelling")];
+  if (!job) return ["sending", t("turn.working")];
+  if (job.status === "queued") {
+    return ["queued", job.position ? t("job.queuedAt", { n: job.position }) : t("job.queued")];
+  }
+  if (job.retry) return ["retrying", t("job.retrying", { n: job.retry.attempt ?? job.attempts })];
+  return ["running", t("job.running")];
+}
+
+/**
+ * The answer being made: its state ("Queued · #3 in line", "Generating" and
+ * the time since the worker took it), skeleton tiles, Cancel, and the offer
+ * to notify when done. show(job) moves it on; stop() ends the clock.
+ */
+function placeholder(count, aspect) {
+  const status = h("span", { class: "job-status" });
+  const elapsed = h("span", { class: "elapsed", "aria-hidden": "true" });
   const skeletons = h("div", { class: "image-grid skeletons", dataset: { count: String(count) } });
   const [w, hgt] = (aspect || "1:1").split(":").map(Number);
   for (let i = 0; i < count; i += 1) {
@@ -228,19 +277,62 @@ function placeholder(count, aspect, onCancel) {
     if (w && hgt) box.style.aspectRatio = `${w} / ${hgt}`;
     skeletons.append(box);
   }
-  const cancel = h("button", { type: "button", class: "btn btn-ghost btn-sm", onclick: onCancel },
+  let onCancel = () => {};
+  const cancel = h("button", { type: "button", class: "btn btn-ghost btn-sm job-cancel", onclick: () => onCancel() },
     icon("stop"), h("span", { i18n: "turn.cancel" }));
+  const notify = notificationsAvailable() && !notifying() && Notification.permission !== "denied"
+    ? h("button", { type: "button", class: "btn btn-ghost btn-sm job-notify", i18nLabel: "job.notifyLabel" },
+      h("span", { i18n: "job.notify" }))
+    : null;
+  notify?.addEventListener("click", async () => {
+    const granted = await enableNotifications();
+    for (const button of document.querySelectorAll(".job-notify")) button.remove();
+    if (!granted) toast(t("job.notifyDenied"));
+  });
   const el = h("article", { class: "msg msg-assistant pending", "aria-busy": "true" }, avatar(),
     h("div", { class: "msg-body" },
-      h("div", { class: "working", role: "status" },
+      h("div", { class: "working" },
         h("span", { class: "spinner", "aria-hidden": "true" }),
-        h("span", { i18n: "turn.working" }), elapsed, cancel),
+        h("span", { class: "job-line", role: "status" }, status, elapsed),
+        h("span", { class: "job-actions" }, notify, cancel)),
       skeletons));
-  const started = performance.now();
-  const timer = setInterval(() => {
-    elapsed.textContent = t("turn.elapsed", { s: Math.floor((performance.now() - started) / 1000) });
-  }, 250);
-  return { el, stop: () => clearInterval(timer) };
+
+  let job = null;
+  let cancelling = false;
+  let since = Date.now(); // the clock's origin: sent, then started_at
+  const render = () => {
+    const [name, phrase] = jobPhrase(job, cancelling);
+    el.dataset.state = name;
+    // Rewritten only when it changes: it is a live region.
+    if (status.textContent !== phrase) status.textContent = phrase;
+    const ticking = job?.status !== "queued";
+    elapsed.hidden = !ticking;
+    if (ticking) elapsed.textContent = clock((Date.now() - since) / 1000);
+    cancel.disabled = name === "cancelling";
+  };
+  render();
+  // Each second, also so that a language switch reaches the phrase.
+  const timer = setInterval(render, 1000);
+  return {
+    el,
+    set onCancel(handler) {
+      onCancel = handler;
+    },
+    show(next) {
+      if (next.status === "running" && job?.status !== "running") {
+        const started = Date.parse(next.started_at || "");
+        // Another clock: never in the future, so it never shows less than 0.
+        since = Number.isNaN(started) ? Date.now() : Math.min(started, Date.now());
+      }
+      job = next;
+      render();
+    },
+    cancelling(on) {
+      cancelling = on;
+      render();
+    },
+    stop: () => clearInterval(timer),
+  };
 }
 
 /** A quota or budget refusal that lasts: when it lifts, and no retry button. */
@@ -255,10 +347,7 @@ function quotaFailure(error) {
   return h("article", { class: "msg msg-assistant failed" }, avatar(), h("div", { class: "msg-body" }, card));
 }
 
-/** An error with a retry button that waits out Retry-After, counting down. */
-function failure(error, onRetry) {
-  const quota = QUOTA_CODES.has(error.code);
-  if (quota && waitSeconds(error) > LONG_WAIT_S) return quotaFailure(error);
+function retryButton(error, onRetry) {
   const retry = h("button", { type: "button", class: "btn btn-secondary btn-sm retry-btn" });
   const label = h("span");
   retry.append(icon("retry"), label);
@@ -282,22 +371,47 @@ function failure(error, onRetry) {
   tick();
   if (retry.disabled) timer = setInterval(tick, 1000);
   retry.addEventListener("click", () => {
+    if (state.busy) {
+      toast(t("composer.busy"), { timeout: 2500 });
+      return;
+    }
     clearInterval(timer);
     onRetry();
   });
+  return retry;
+}
+
+/** An error with a retry button that waits out Retry-After, counting down. */
+function failure(error, onRetry) {
+  const quota = QUOTA_CODES.has(error.code);
+  if (quota && waitSeconds(error) > LONG_WAIT_S) return quotaFailure(error);
   const isCancel = error.name === "AbortError";
   const card = errorCard({
     message: isCancel ? t("turn.cancelled") : quota ? quotaMessage(error) : error.message || t("error.unknown"),
     code: isCancel ? null : error.code,
     // Google's own words (English), for the cases where they say more.
     upstream: isCancel ? null : error.body?.upstream_message,
-  }, h("div", { class: "error-actions" }, retry));
+  }, onRetry ? h("div", { class: "error-actions" }, retryButton(error, onRetry)) : null);
   if (isCancel) {
     card.classList.add("is-cancelled");
     card.querySelector(".error-message").dataset.i18n = "turn.cancelled";
   }
   return h("article", { class: "msg msg-assistant failed" }, avatar(), h("div", { class: "msg-body" }, card));
 }
+
+/** A failed job's error in the shape of a refused request. */
+function jobError(job) {
+  const error = job.error || {};
+  return new ApiError({
+    status: 0,
+    code: error.error || "job_failed",
+    message: error.message || t("error.unknown"),
+    retryAfter: error.retry_after == null ? null : Math.ceil(error.retry_after),
+    body: error,
+  });
+}
+
+const CANCELLED = { name: "AbortError" };
 
 function buildRequest(turn) {
   const params = { ...turn.params };
@@ -314,6 +428,7 @@ function buildRequest(turn) {
 /**
  * Run one turn: the user's message at once, then the placeholder, then the
  * answer. turn = {prompt, mode, params, files, sourceIds, inputs, convId}.
+ * Resolves with the answer (null when it failed) once the job has ended.
  */
 export function startTurn(turn) {
   const userEl = userMessage({
@@ -328,59 +443,175 @@ export function startTurn(turn) {
   return runTurn(turn, userEl);
 }
 
+/** The answer in place of the placeholder, and the user's turn as stored. */
+async function showResult(data, { turn, userEl, pending, view, fromJob = false }) {
+  const stored = data.message;
+  if (stored && messagesEl().querySelector(`.msg-assistant[data-id="${stored.id}"]`)) {
+    // The thread was read after the job ended: it is drawn already, once.
+    pending.el.remove();
+    userEl.remove();
+    return;
+  }
+  const images = stored?.images?.length
+    ? stored.images.map(storedImage)
+    : fromJob
+      ? await Promise.all((data.images || []).map((url) => jobImage(url)))
+      : (data.images || []).map((b64) => localImage(b64));
+  if (view !== state.view) return;
+  const message = stored
+    ? { ...stored, warnings: data.warnings || [] }
+    : {
+      texts: data.texts,
+      model: data.model,
+      usage: data.usage,
+      duration_ms: fromJob ? data.duration_ms : undefined,
+      warnings: data.warnings || [],
+      created_at: new Date().toISOString(),
+      params: turn?.params,
+    };
+  if (data.user_message) userEl.replaceWith(renderStored([data.user_message])[0]);
+  pending.el.replaceWith(assistantMessage(message, images, turn?.prompt || stored?.prompt || ""));
+  scrollToBottom();
+  $("#announcer").textContent = images.length === 1
+    ? t("turn.readyOne") : t("turn.ready", { n: images.length });
+  emit("turn-finished", { images, convId: turn?.convId ?? data.conversation_id ?? null });
+}
+
+function showFailure(error, { turn, userEl, pending }) {
+  const failed = failure(error, turn ? () => {
+    failed.remove();
+    runTurn(turn, userEl);
+  } : null);
+  pending.el.replaceWith(failed);
+  scrollToBottom();
+  emit("turn-failed", { error, convId: turn?.convId ?? null });
+}
+
 async function runTurn(turn, userEl) {
   const view = state.view;
   const controller = new AbortController();
-  const pending = placeholder(turn.params.candidate_count || 1, turn.params.aspect_ratio,
-    () => controller.abort());
+  const pending = placeholder(turn.params.candidate_count || 1, turn.params.aspect_ratio);
+  // Until the job exists, cancelling means not sending it.
+  pending.onCancel = () => controller.abort();
   userEl.after(pending.el);
   scrollToBottom();
+  // Only while the request is in flight: then the next prompt may go.
   state.busy = true;
   emit("busy", true);
   const { url, options } = buildRequest(turn);
+  let data;
   try {
-    const data = await api.post(url, { ...options, signal: controller.signal });
-    pending.stop();
-    if (view !== state.view) return data;
-    const stored = data.message;
-    const images = stored?.images?.length
-      ? stored.images.map(storedImage)
-      : (data.images || []).map((b64) => localImage(b64));
-    const message = stored
-      ? { ...stored, warnings: data.warnings || [] }
-      : {
-        texts: data.texts,
-        model: data.model,
-        usage: data.usage,
-        warnings: data.warnings || [],
-        created_at: new Date().toISOString(),
-        params: turn.params,
-      };
-    if (data.user_message) {
-      const fresh = renderStored([data.user_message])[0];
-      userEl.replaceWith(fresh);
-      userEl = fresh;
-    }
-    pending.el.replaceWith(assistantMessage(message, images, turn.prompt));
-    scrollToBottom();
-    $("#announcer").textContent = images.length === 1
-      ? t("turn.readyOne") : t("turn.ready", { n: images.length });
-    emit("turn-finished", { images, convId: turn.convId });
-    return data;
+    data = await submitJob(url, { ...options, signal: controller.signal });
   } catch (error) {
     pending.stop();
     if (!(error instanceof ApiError) && error.name !== "AbortError") throw error;
-    if (view !== state.view) return null;
-    const failed = failure(error, () => {
-      failed.remove();
-      if (!state.busy) runTurn(turn, userEl);
-    });
-    pending.el.replaceWith(failed);
-    scrollToBottom();
-    emit("turn-failed", { error, convId: turn.convId });
+    if (view === state.view) showFailure(error, { turn, userEl, pending });
     return null;
   } finally {
     state.busy = false;
     emit("busy", false);
   }
+  if (!isJob(data)) {
+    // The synchronous answer (a server that does not run jobs).
+    pending.stop();
+    if (view === state.view) await showResult(data, { turn, userEl, pending, view });
+    return data;
+  }
+  if (view !== state.view) return data;
+  const meta = { count: turn.params.candidate_count || 1, aspect: turn.params.aspect_ratio || null };
+  if (!data.conversation_id) rememberAnonymousJob(data.id, meta);
+  return trackJob(data, { turn, userEl, pending, view });
+}
+
+async function requestCancel(follower, pending) {
+  pending.cancelling(true);
+  try {
+    follower.push(await cancelJob(follower.job.id));
+  } catch (error) {
+    if (!(error instanceof ApiError)) throw error;
+    // job_finished: its final event is on the way, and shows what it became.
+    if (error.code !== "job_finished") {
+      pending.cancelling(false);
+      toast(error.message, { kind: "error" });
+    }
+  }
+}
+
+/** Follow a submitted job in its placeholder, then draw how it ended. */
+async function trackJob(job, { turn, userEl, pending, view, resumed = false }) {
+  const follower = followJob(job, (update) => {
+    if (view === state.view) pending.show(update);
+  });
+  followers.set(follower, job.conversation_id ? null : job.id);
+  pending.onCancel = () => requestCancel(follower, pending);
+  const final = await follower.done;
+  followers.delete(follower);
+  pending.stop();
+  // Closed: the thread was replaced (the job goes on; it shows where it is stored).
+  if (!final) return follower.job;
+  if (!final.conversation_id) forgetAnonymousJob(final.id);
+  if (view !== state.view) return final.result;
+  if (final.status === "gone") {
+    pending.el.remove();
+    if (resumed) userEl.remove();
+    else showFailure(jobError({ error: { error: "job_gone", message: t("job.gone") } }), { turn, userEl, pending });
+    return null;
+  }
+  announceFinished(final, { images: final.result?.images?.length || 0 });
+  // Cancelled while its upstream call was in flight: what that call made is
+  // kept (and stored in the conversation), so it is shown.
+  if (final.result) {
+    await showResult(final.result, { turn, userEl, pending, view, fromJob: true });
+    return final.result;
+  }
+  if (resumed && final.status === "failed" && final.conversation_id) {
+    // The failure is stored in the conversation, perhaps already read with
+    // it: reading the thread again shows it exactly once.
+    if (state.currentConvId === final.conversation_id) showConversation(final.conversation_id);
+    return null;
+  }
+  showFailure(final.status === "canceled" ? CANCELLED : jobError(final), { turn, userEl, pending });
+  return null;
+}
+
+/** What a Retry sends again for a job drawn from the server (no files: generate only). */
+function turnOfJob(job, meta = {}) {
+  if (job.kind !== "generate") return null;
+  const params = { model: job.model };
+  if (meta.count > 1) params.candidate_count = meta.count;
+  if (meta.aspect) params.aspect_ratio = meta.aspect;
+  return {
+    prompt: job.prompt, mode: "generate", params, files: [], sourceIds: [], inputs: [], convId: job.conversation_id,
+  };
+}
+
+/** A job sent before a reload (or from another device): its turn, followed to the end. */
+function resumeJob(job, meta = {}) {
+  const userEl = userMessage({
+    prompt: job.prompt,
+    kind: job.kind,
+    when: job.created_at,
+    saved: Boolean(job.conversation_id),
+  });
+  const pending = placeholder(meta.count || 1, meta.aspect);
+  messagesEl().append(userEl, pending.el);
+  updateEmpty();
+  return trackJob(job, { turn: turnOfJob(job, meta), userEl, pending, view: state.view, resumed: true });
+}
+
+/** Without an account jobs belong to no conversation: this tab remembers them. */
+export async function resumeAnonymousJobs() {
+  const view = state.view;
+  const found = await Promise.all(anonymousJobs().map(async (meta) => {
+    try {
+      return { job: await fetchJob(meta.id), meta };
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      if (error.status >= 400 && error.status < 500) forgetAnonymousJob(meta.id);
+      return null;
+    }
+  }));
+  if (view !== state.view || state.user) return;
+  for (const entry of found) if (entry) resumeJob(entry.job, entry.meta);
+  if (found.some(Boolean)) scrollToBottom();
 }
