@@ -574,10 +574,16 @@ async function trackJob(job, { turn, userEl, pending, view, resumed = false }) {
   return null;
 }
 
+/** The job's own options (the server keeps them), else what this tab remembered. */
+function metaOfJob(job, meta = {}) {
+  const options = job.options || {};
+  return { count: options.candidate_count || meta.count || 1, aspect: options.aspect_ratio || meta.aspect || null };
+}
+
 /** What a Retry sends again for a job drawn from the server (no files: generate only). */
 function turnOfJob(job, meta = {}) {
   if (job.kind !== "generate") return null;
-  const params = { model: job.model };
+  const params = { ...(job.options || {}), model: job.model };
   if (meta.count > 1) params.candidate_count = meta.count;
   if (meta.aspect) params.aspect_ratio = meta.aspect;
   return {
@@ -586,7 +592,8 @@ function turnOfJob(job, meta = {}) {
 }
 
 /** A job sent before a reload (or from another device): its turn, followed to the end. */
-function resumeJob(job, meta = {}) {
+function resumeJob(job, remembered = {}) {
+  const meta = metaOfJob(job, remembered);
   const userEl = userMessage({
     prompt: job.prompt,
     kind: job.kind,

@@ -59,6 +59,10 @@ class JobOut(Schema):
     position: int | None = Field(None, description="1-based place in the queue, while queued")
     prompt: str
     model: str
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="The options asked for (as the request sent them)"
+    )
+    input_images: int = Field(0, description="How many images it was given")
     conversation_id: int | None = None
     created_at: datetime
     started_at: datetime | None = None
@@ -118,6 +122,8 @@ def job_out(job, position: int | None = None, messages: dict | None = None) -> J
         position=position,
         prompt=job.prompt,
         model=job.model,
+        options=job.payload.get("options") or {},
+        input_images=len(job.payload.get("inputs") or []),
         conversation_id=job.conversation_id,
         created_at=job.created_at,
         started_at=job.started_at,
