@@ -142,11 +142,16 @@ def _events(job_id, last, describe, environ, give_back) -> Iterator[str]:
             if job is None:  # deleted with its conversation
                 return
             position = jobs.position_of(job)
+            # Decided before the yield: the session may load the row again
+            # while the client reads the event.
+            finished = job.status in jobs.FINISHED
+            event = None
             if (job.revision, position) != sent:
                 sent = (job.revision, position)
-                yield frame(job, position, describe(job, position))
-            finished = job.status in jobs.FINISHED
+                event = frame(job, position, describe(job, position))
             db.session.commit()  # no connection held while the stream sleeps
+            if event is not None:
+                yield event
             if finished:
                 return
             while True:
