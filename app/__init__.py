@@ -71,6 +71,7 @@ def create_app(config: type[Config] | dict | str | None = None) -> OpenAPI:
 
     # 3. Blueprints
     from app.blueprints import admin, auth, conversations, docs, imaging, jobs, pages, usage
+    from app.web.assets import init_assets
 
     app.register_api(auth.bp)
     app.register_api(admin.bp)
@@ -81,6 +82,7 @@ def create_app(config: type[Config] | dict | str | None = None) -> OpenAPI:
     app.register_api(pages.api)
     app.register_blueprint(pages.bp)
     app.register_blueprint(docs.bp)
+    init_assets(app, docs_root=docs.SWAGGER_ASSETS)  # /assets/<hash>/..., static files
 
     # 4. Request pipeline, its order declared in one place: trusted proxies,
     # load shedding, request ids and access log, JSON checks, limits,

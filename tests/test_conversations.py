@@ -120,6 +120,7 @@ def test_messages_reference_images_by_url_not_base64(client, alice, seed_turn):
         "id": seeded.image_id,
         "url": f"/images/{seeded.image_id}",
         "thumb_url": f"/images/{seeded.image_id}/thumb",
+        "display_url": f"/images/{seeded.image_id}/display",
         "width": 32,
         "height": 24,
         "mime": "image/png",

@@ -111,3 +111,15 @@ def get_thumbnail(path: ImagePath):
     if etag in request.if_none_match:
         return _image_response(b"", stored_images.THUMB_MIME, etag)
     return _image_response(stored_images.thumbnail_bytes(image), stored_images.THUMB_MIME, etag)
+
+
+@bp.get("/images/<int:image_id>/display", responses={200: None, 304: None, 404: ErrorOut})
+def get_display(path: ImagePath):
+    """The image as the thread shows it: WEBP, long side at most 1280 px
+    (never enlarged). The original stays at /images/{id}, for download and
+    the full-size viewer."""
+    image = stored_images.readable_image(require_user(), path.image_id)
+    etag = f"{image.sha256}-d"
+    if etag in request.if_none_match:
+        return _image_response(b"", stored_images.DISPLAY_MIME, etag)
+    return _image_response(stored_images.display_bytes(image), stored_images.DISPLAY_MIME, etag)

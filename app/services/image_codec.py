@@ -275,14 +275,17 @@ def _png_pixel_chunks(data: bytes, max_pixels: int):
     return None  # no IEND
 
 
-def make_thumbnail(png: bytes, size: int = 256) -> tuple[bytes, str]:
-    """A WEBP thumbnail whose long side is at most ``size`` (never upscaled)."""
+def make_thumbnail(
+    png: bytes, size: int = 256, quality: int = THUMBNAIL_QUALITY
+) -> tuple[bytes, str]:
+    """A WEBP copy whose long side is at most ``size`` (never upscaled): the
+    thumbnails, and the display-sized renditions the thread shows."""
     if size < 1:
         raise ValueError("thumbnail size must be at least 1 pixel")
     image = decode_image(png)
     image.thumbnail((size, size), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
-    image.save(buffer, "WEBP", quality=THUMBNAIL_QUALITY)
+    image.save(buffer, "WEBP", quality=quality)
     return buffer.getvalue(), "image/webp"
 
 

@@ -3,6 +3,7 @@ in `images` (one row per owner and content), readable by their owner only."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -18,6 +19,17 @@ from app.services.image_files import ImageStore
 
 THUMB_SIZE = 256
 THUMB_MIME = "image/webp"
+# What the thread shows: a 2K or 4K original is several MB, its 1280 px WEBP
+# a few hundred KB at most (docs/benchmarks.md, "Page weight"). The original
+# is still what download and the viewer fetch.
+DISPLAY_SIZE = 1280
+DISPLAY_MIME = "image/webp"
+# cwebp's own default: a fifth smaller than 80 for a photograph at 1280 px
+# (docs/benchmarks.md, "Page weight"), no visible loss at the thread's size.
+DISPLAY_QUALITY = 75
+# Renditions made at once: a 4K original decodes to 64 MB, and a thread's
+# first view asks for a dozen together.
+RENDITION_SLOTS = threading.BoundedSemaphore(2)
 
 
 @dataclass(frozen=True)
@@ -38,6 +50,8 @@ def store() -> ImageStore:
 
 def init_store(app) -> None:
     app.extensions["image_store"] = ImageStore(app.config["IMAGE_DIR"])
+    # False: messages name the original as display_url (the benchmark's "before").
+    app.config.setdefault("IMAGE_RENDITIONS", True)
 
 
 def save(clean) -> StoredImage:
@@ -146,12 +160,39 @@ def image_bytes(image: Image) -> bytes:
 
 
 def thumbnail_bytes(image: Image) -> bytes:
-    """Made on first request and kept beside the original."""
-    cached = store().get(image.sha256, THUMB_MIME, variant="thumb")
+    """A WEBP of at most 256 px, made on first request and kept beside the
+    original; from the display rendition when there is one (a 2K or 4K PNG
+    takes hundreds of milliseconds to decode, its 1280 px WEBP a few)."""
+    return _rendition(image, "thumb", THUMB_SIZE, THUMB_MIME, source="display")
+
+
+def display_bytes(image: Image) -> bytes:
+    """A WEBP of at most 1280 px, made on first request and kept beside the
+    original (its file goes with it: ImageStore.delete)."""
+    return _rendition(image, "display", DISPLAY_SIZE, DISPLAY_MIME, DISPLAY_QUALITY)
+
+
+def _rendition(
+    image: Image,
+    variant: str,
+    size: int,
+    mime: str,
+    quality: int | None = None,
+    source: str | None = None,
+) -> bytes:
+    cached = store().get(image.sha256, mime, variant=variant)
     if cached is not None:
         return cached
     from app.services.image_codec import make_thumbnail
 
-    data, mime = make_thumbnail(image_bytes(image), THUMB_SIZE)
-    store().put(data, mime, variant="thumb", sha256=image.sha256)
+    with RENDITION_SLOTS:
+        # Another request may have made it while this one waited.
+        cached = store().get(image.sha256, mime, variant=variant)
+        if cached is not None:
+            return cached
+        # `source`: a rendition to start from when it exists (smaller to decode).
+        smaller = source and store().get(image.sha256, DISPLAY_MIME, variant=source)
+        options = {} if quality is None else {"quality": quality}
+        data, made = make_thumbnail(smaller or image_bytes(image), size, **options)
+        store().put(data, made, variant=variant, sha256=image.sha256)
     return data

@@ -8,8 +8,8 @@ in place; the factory calls it once, after binding the extensions.
 
 What the steps do: request id and access log, who the caller is (session
 cookie or bearer token), unusable JSON refused before anything reads it,
-session lifetimes, CSRF for cookie-authenticated writes, security and cache
-headers, CORS.
+session lifetimes, CSRF for cookie-authenticated writes, gzip for text
+answers, security and cache headers, CORS.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from wtforms.validators import ValidationError
 from app.errors import Busy, InvalidInput, Unauthorized
 from app.extensions import login_manager
 from app.i18n import DEFAULT_LANGUAGE, _l, language_from_headers
+from app.web.compression import compress_response, init_compression
 from app.web.errors import error_body, retry_after_header
 from app.web.shedding import ShedWhenGateFull
 
@@ -229,7 +230,9 @@ BEFORE_VIEW = (
     protect_cookie_writes,
     refuse_deep_form_fields,
 )
-AFTER_VIEW = (finish_request,)
+# In the order they run: the body compressed (app/web/compression.py), then
+# headers and the access log line, whose duration includes the compression.
+AFTER_VIEW = (compress_response, finish_request)
 
 
 def install(app: Flask, *, shed_endpoints: Iterable[str]) -> None:
@@ -249,7 +252,8 @@ def install(app: Flask, *, shed_endpoints: Iterable[str]) -> None:
         for step in BEFORE_VIEW
         for hook in (extension_hooks if step is EXTENSION_HOOKS else [step])
     ]
-    for step in AFTER_VIEW:
+    init_compression(app)
+    for step in reversed(AFTER_VIEW):  # Flask runs the last registered first
         app.after_request(step)
     # The WSGI layers, outermost first: trust_proxies, shed_when_gate_full.
     app.wsgi_app = trust_proxies(app, shed_when_gate_full(app, app.wsgi_app, shed_endpoints))

@@ -159,3 +159,8 @@ class RssSampler:
         self._thread.join(timeout=5)
         self.end = self.process.memory_info().rss
         self.peak = max(self.peak, self.end)
+
+
+# Schemathesis' WSGI transport asks for gzip and checks the body as sent:
+# ask for it plain (compression has its own tests, tests/test_page_weight.py).
+PLAIN = {"Accept-Encoding": "identity"}

@@ -30,7 +30,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.reliability.support import FUZZ, NO_LIMITS, RELIABILITY, report
+from tests.reliability.support import FUZZ, NO_LIMITS, PLAIN, RELIABILITY, report
 from tests.support.app import make_app
 from tests.support.images import png_bytes
 
@@ -176,7 +176,7 @@ def _fuzz_operation(world: World, operation, caller: str, mode, tally, failures)
     @given(case=_strategy(world, operation, mode))
     def run(case):
         headers, cookies = world.identities[caller]
-        response = case.call(headers=dict(headers), cookies=dict(cookies))
+        response = case.call(headers={**headers, **PLAIN}, cookies=dict(cookies))
         tally[response.status_code] += 1
         key = (operation.label, caller, mode.value, response.status_code)
         check_answer(case, response, key, failures)

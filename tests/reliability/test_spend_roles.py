@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 
 from app.extensions import db
 from app.models import User
-from tests.reliability.support import FUZZ, NO_LIMITS, RELIABILITY, report
+from tests.reliability.support import FUZZ, NO_LIMITS, PLAIN, RELIABILITY, report
 from tests.reliability.test_api_fuzz import check_answer
 from tests.support.app import make_app
 from tests.support.auth import PASSWORD, AuthActions
@@ -246,7 +246,7 @@ def _fuzz_operation(world, operation, mode, tally, failures) -> None:
     def run(case):
         headers = world.admin.headers()
         cookies = {"nb_session": world.admin.client.get_cookie("nb_session").value}
-        response = case.call(headers=headers, cookies=cookies)
+        response = case.call(headers={**headers, **PLAIN}, cookies=cookies)
         tally[response.status_code] += 1
         key = (operation.label, mode.value, response.status_code)
         check_answer(case, response, key, failures)

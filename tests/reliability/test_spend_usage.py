@@ -23,7 +23,7 @@ from schemathesis import GenerationMode
 from app.extensions import db
 from app.models import UsageRecord
 from app.services import accounts, usage
-from tests.reliability.support import FUZZ, NO_LIMITS, RELIABILITY, report
+from tests.reliability.support import FUZZ, NO_LIMITS, PLAIN, RELIABILITY, report
 from tests.reliability.test_api_fuzz import CHECKS
 from tests.support.app import make_app
 
@@ -84,7 +84,7 @@ def _fuzz(world, operation, caller, mode, tally, failures) -> None:
     @given(case=operation.as_strategy(generation_mode=mode))
     def run(case):
         headers, cookies = world.callers[caller]
-        response = case.call(headers=dict(headers), cookies=dict(cookies))
+        response = case.call(headers={**headers, **PLAIN}, cookies=dict(cookies))
         tally[(operation.label, response.status_code)] += 1
         try:
             case.validate_response(response, checks=CHECKS)

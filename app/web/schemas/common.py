@@ -7,7 +7,7 @@ import copy
 from datetime import datetime
 from typing import Any
 
-from flask import url_for
+from flask import current_app, url_for
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.models import Conversation, Image, Message, User
@@ -161,8 +161,9 @@ class MessageListQuery(Schema):
 
 class ImageRef(Schema):
     id: int
-    url: str
-    thumb_url: str
+    url: str = Field(description="The original (download, full-size viewer)")
+    thumb_url: str = Field(description="WEBP, long side at most 256 px")
+    display_url: str = Field(description="WEBP, long side at most 1280 px: what the thread shows")
     width: int
     height: int
     mime: str
@@ -170,10 +171,15 @@ class ImageRef(Schema):
 
     @classmethod
     def of(cls, image: Image) -> ImageRef:
+        url = url_for("conversations.get_image", image_id=image.id)
+        display = url
+        if current_app.config.get("IMAGE_RENDITIONS", True):
+            display = url_for("conversations.get_display", image_id=image.id)
         return cls(
             id=image.id,
-            url=url_for("conversations.get_image", image_id=image.id),
+            url=url,
             thumb_url=url_for("conversations.get_thumbnail", image_id=image.id),
+            display_url=display,
             width=image.width,
             height=image.height,
             mime=image.mime,
