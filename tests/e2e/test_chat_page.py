@@ -124,6 +124,7 @@ def test_sign_up_generate_edit_compose_rename_reload_logout_login(any_server, op
 
     # Log out: the page forgets the account and its history.
     page.locator("#logout-btn").click()
+    page.locator("#confirm-ok").click()  # "Log out?" asks first
     expect(page.locator("#login-btn")).to_be_visible()
     expect(page.locator(".msg")).to_have_count(0)
     expect(page.locator("#banner-anon")).to_be_visible()
@@ -614,6 +615,8 @@ def test_password_change_in_the_settings_panel(offline_server, open_page, browse
     other.close()
 
     page.locator("#logout-btn").click()
+    page.locator("#confirm-ok").click()  # "Log out?" asks first
+
     page.locator("#login-btn").click()
     page.locator("#auth-username").fill(username)
     page.locator("#auth-password").fill("brand-new-pass-2")

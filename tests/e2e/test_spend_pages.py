@@ -140,6 +140,7 @@ def test_setup_form_makes_the_first_admin(fresh_server, open_page, console):
     expect(page.locator("#open-admin")).to_be_visible()
     # Set up: the offer is gone for good.
     page.locator("#logout-btn").click()
+    page.locator("#confirm-ok").click()  # "Log out?" asks first
     goto_ready(page)
     page.locator("#login-btn").click()
     expect(page.locator("#setup-offer")).to_be_hidden()

@@ -2,11 +2,12 @@
 // supports), number of images, sampling parameters, seed. Saved between
 // visits; empty fields mean "the server's default" and are not sent.
 
+import { logout } from "./auth.js";
 import { $, h } from "./dom.js";
 import { t } from "./i18n.js";
 import { prefs } from "./prefs.js";
 import { state } from "./state.js";
-import { toast } from "./ui.js";
+import { confirmDialog, toast } from "./ui.js";
 
 const DEFAULTS = {
   model: "",
@@ -197,4 +198,26 @@ export function initSettings() {
   });
   renderSettings();
   checkAll();
+  confirmLogout();
+}
+
+/**
+ * Log out sits beside the avatar, where a stray tap lands: it asks first.
+ * auth.js wires the button to logout(); this listener runs before that one
+ * (capture, on the button itself) and lets it through only when confirmed.
+ */
+function confirmLogout() {
+  const button = $("#logout-btn");
+  button.addEventListener("click", async (event) => {
+    event.stopImmediatePropagation();
+    const confirmed = await confirmDialog({
+      title: t("auth.logoutConfirmTitle"),
+      text: t("auth.logoutConfirmText"),
+      ok: t("auth.logout"),
+    });
+    if (!confirmed) return;
+    await logout();
+    // The button is gone with the account; focus goes where logging in again starts.
+    if (!$("#login-btn").hidden) $("#login-btn").focus();
+  }, { capture: true });
 }
