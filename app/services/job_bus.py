@@ -23,10 +23,11 @@ log = logging.getLogger("nano_banana.jobs")
 
 
 class Watcher:
-    __slots__ = ("job_id", "woken")
+    __slots__ = ("job_id", "state", "woken")
 
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
+        self.state: tuple | None = None  # (revision, position) as the bus last read it
         self.woken = threading.Event()
 
     def wait(self, timeout: float) -> bool:
@@ -119,4 +120,5 @@ class JobBus:
                     continue
                 self._seen[job_id] = state
                 for watcher in self._watchers.get(job_id, ()):
+                    watcher.state = state
                     watcher.woken.set()

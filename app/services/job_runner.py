@@ -22,6 +22,7 @@ import time
 from datetime import timedelta
 
 from flask import Flask, current_app
+from redis.exceptions import RedisError
 from sqlalchemy import select, update
 
 from app.db import write_transaction
@@ -321,6 +322,11 @@ class JobRunner:
         with self.app.app_context():
             while not self._stop.is_set():
                 backoff = 0.0
+                if _gate_full(self.app):
+                    # A claim now would find no room and put the job back:
+                    # two queue moves (every queued stream woken twice) for nothing.
+                    self._stop.wait(0.5)
+                    continue
                 try:
                     job_id = claim(self.name)
                     if job_id is None:
@@ -359,6 +365,13 @@ class JobRunner:
                 finally:
                     db.session.remove()
                 self._stop.wait(every)
+
+
+def _gate_full(app: Flask) -> bool:
+    try:
+        return app.extensions["genai"].gate.is_full()
+    except RedisError:
+        return False  # can't tell: claim, and let the gate answer for itself
 
 
 def init_jobs(app: Flask) -> None:

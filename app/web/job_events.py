@@ -130,6 +130,7 @@ def _events(job_id, last, describe, environ, give_back) -> Iterator[str]:
     client_gone = environ.get("waitress.client_disconnected") or (lambda: False)
     watcher = bus.watch(job_id)
     sent = last
+    last_body = None  # the job as last sent, while it is queued
     try:
         yield f"retry: {RECONNECT_MS}\n\n"
         beat_at = time.monotonic() + heartbeat_s
@@ -148,7 +149,9 @@ def _events(job_id, last, describe, environ, give_back) -> Iterator[str]:
             event = None
             if (job.revision, position) != sent:
                 sent = (job.revision, position)
-                event = frame(job, position, describe(job, position))
+                body = describe(job, position)
+                last_body = body if job.status == jobs.QUEUED else None
+                event = frame(job, position, body)
             db.session.commit()  # no connection held while the stream sleeps
             if event is not None:
                 yield event
@@ -159,10 +162,28 @@ def _events(job_id, last, describe, environ, give_back) -> Iterator[str]:
                 if now >= ends_at or client_gone():
                     return
                 if watcher.wait(min(DISCONNECT_CHECK_S, beat_at - now, ends_at - now)):
-                    break
+                    moved = _position_only(watcher.state, sent, last_body)
+                    if moved is None:
+                        break  # anything but a queue move: read the job afresh
+                    if moved != sent:
+                        sent = moved
+                        last_body = dict(last_body, position=moved[1])
+                        data = json.dumps(last_body, ensure_ascii=False, separators=(",", ":"))
+                        yield f"id: {moved[0]}.{moved[1]}\nevent: queued\ndata: {data}\n\n"
                 if time.monotonic() >= beat_at:
                     yield ": keep-alive\n\n"
                     beat_at = time.monotonic() + heartbeat_s
     finally:
         bus.unwatch(watcher)
         give_back()
+
+
+def _position_only(state, sent, last_body):
+    """The bus's (revision, position) when only the queue position moved
+    since the last event of a queued job, else None (read the job)."""
+    if last_body is None or state is None or sent is None or len(state) != 2:
+        return None
+    revision, position = state
+    if revision != sent[0] or position is None:
+        return None
+    return state
