@@ -1,11 +1,13 @@
 // Sign up, log in, log out, in a dialog; the signed-in name in the top bar.
 // The same dialog makes the first admin with the setup code from the server
-// log, and asks for an invite code when the signup policy wants one.
+// log, and asks for an invite code when the signup policy wants one. Before
+// a login it says what happens to what was made without an account.
 
 import { api, ApiError, setCsrfToken } from "./api.js";
-import { $ } from "./dom.js";
+import { $, h } from "./dom.js";
 import { t } from "./i18n.js";
 import { emit, on, state } from "./state.js";
+import { unsavedTurns } from "./thread.js";
 import { toast } from "./ui.js";
 
 let mode = "login";
@@ -32,7 +34,41 @@ function setMode(next) {
   $("#setup-offer").hidden = !setup.needed || mode === "setup";
   $("#setup-back").hidden = mode !== "setup";
   $("#auth-closed").hidden = !(closed && mode === "login");
+  // The other way in, as plain to see as the way this mode offers.
+  const other = switchButton();
+  other.hidden = mode === "setup" || closed;
+  other.dataset.to = signup ? "login" : "signup";
+  other.textContent = t(signup ? "auth.haveAccount" : "auth.createAccount");
   showError(null);
+}
+
+function switchButton() {
+  let button = $("#auth-switch");
+  if (!button) {
+    button = h("button", {
+      type: "button",
+      class: "btn btn-secondary btn-block",
+      id: "auth-switch",
+      onclick: () => {
+        setMode(button.dataset.to);
+        $("#auth-username").focus();
+      },
+    });
+    $("#auth-submit").after(button);
+  }
+  return button;
+}
+
+/** Before logging in: what was made without an account is not saved, and how long it stays. */
+function renderUnsavedNote() {
+  let note = $("#auth-unsaved");
+  if (!note) {
+    note = h("p", { class: "auth-unsaved", id: "auth-unsaved", role: "note" });
+    $("#auth-tabs").before(note);
+  }
+  const count = state.user ? 0 : unsavedTurns();
+  note.hidden = !count;
+  note.textContent = count ? t(count === 1 ? "auth.unsavedOne" : "auth.unsaved", { n: count }) : "";
 }
 
 /** Whether the first admin is still to be made, and who may sign up. */
@@ -60,6 +96,7 @@ function showError(message) {
 
 export function openAuth(initial = "login") {
   setMode(initial);
+  renderUnsavedNote();
   const dialog = $("#auth-dialog");
   if (!dialog.open) dialog.showModal();
   (mode === "setup" ? $("#auth-setup-code") : $("#auth-username")).focus();
@@ -120,6 +157,7 @@ async function submit(event) {
       setup = { ...setup, needed: false };
       setMode("login");
     }
+    state.signingIn = true;
     adoptSession(session);
     toast(t(settingUp ? "auth.setupDone" : "auth.welcome", { name: session.user.username }),
       { kind: "success", timeout: 2500 });
@@ -132,7 +170,11 @@ async function submit(event) {
       // Someone else made the first admin meanwhile.
       await loadSetup();
     }
-    const field = error.code === "invalid_password" ? "#auth-password"
+    if (error.code === "invalid_credentials") {
+      // The name is most likely right: keep it, and ask for the password again.
+      $("#auth-password").value = "";
+    }
+    const field = error.code === "invalid_password" || error.code === "invalid_credentials" ? "#auth-password"
       : mode === "setup" && /setup/.test(error.code) ? "#auth-setup-code"
         : mode === "signup" && /invite/.test(error.code) ? "#auth-invite" : "#auth-username";
     if ($(field).closest("[hidden]")) $("#auth-username").focus();
@@ -180,6 +222,7 @@ export function initAuth() {
   on("lang", () => {
     setMode(mode);
     renderAccount();
+    if ($("#auth-dialog").open) renderUnsavedNote();
   });
 }
 

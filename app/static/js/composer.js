@@ -1,14 +1,18 @@
 // The composer: a growing text box (Enter sends, Shift+Enter breaks the line,
 // Enter during IME composition does nothing), images attached by button, drag
 // and drop or paste, the "editing" chip that carries the last result into
-// the next prompt, and the mode those images imply.
+// the next prompt, and the mode those images imply, naming which images go.
+//
+// What gets edited is what the user chose: "Use as input" replaces the result
+// carried over on its own; new attachments replace it too, and it is offered
+// back ("Also use the last result") for when it should go with them.
 
 import { $, h, iconButton } from "./dom.js";
 import { icon } from "./icons.js";
 import { t } from "./i18n.js";
 import { on, state } from "./state.js";
 import { currentModel, requestParams } from "./settings.js";
-import { startTurn } from "./thread.js";
+import { sending, startTurn } from "./thread.js";
 import { toast } from "./ui.js";
 
 const ACCEPTED = new Set(["image/png", "image/jpeg", "image/webp", "image/gif"]);
@@ -16,11 +20,16 @@ const MAX_FILE_MB = 10;
 
 // [{kind: "file", file, url} | {kind: "image", image}] in the order added.
 let attachments = [];
-// The result the next prompt edits by default: an image from the thread.
+// The image the next prompt continues from: the last result on its own
+// (chosen false), or one the user picked with "Use as input" (chosen true).
 let editing = null;
-// After a failed turn its images come back to the composer; if the retry
-// button then succeeds, they are spent and go away (unless changed since).
+let chosen = false;
+// The last result, put aside by attachments added after it: offered back.
+let dropped = null;
+// After a failed turn its images and text come back to the composer; if the
+// retry button then succeeds, they are spent and go away (unless changed since).
 let restored = null;
+let restoredPrompt = null;
 let submitting = false;
 let composing = false;
 
@@ -48,27 +57,58 @@ export function addFiles(fileList) {
       continue;
     }
     attachments = [...attachments, { kind: "file", file, url: URL.createObjectURL(file) }];
+    // New images replace the result carried over, unless the user chose it.
+    if (editing && !chosen) {
+      dropped = editing;
+      editing = null;
+    }
   }
   render();
 }
 
-function addImage(image) {
-  const already = attachments.some((a) => a.kind === "image" && a.image.url === image.url)
-    || (editing && editing.url === image.url);
-  if (!already) attachments = [...attachments, { kind: "image", image }];
+/** "Use as input": the image replaces the one carried over; a second choice goes beside the first. */
+function useImage(image) {
+  const already = attachments.some((a) => a.kind === "image" && a.image.url === image.url);
+  if (editing?.url === image.url) {
+    chosen = true;
+  } else if (!already) {
+    if (editing && chosen) {
+      attachments = [...attachments, { kind: "image", image }];
+    } else {
+      editing = image;
+      chosen = true;
+      dropped = null;
+    }
+  }
   render();
   promptEl().focus();
 }
 
+/** The result the next prompt continues from (not a choice of the user's). */
 export function setEditing(image) {
   editing = image;
+  chosen = false;
+  dropped = null;
   render();
+}
+
+/** The put-aside result goes with the attachments after all: kept on purpose. */
+function keepDropped() {
+  editing = dropped;
+  chosen = true;
+  dropped = null;
+  render();
+  promptEl().focus();
 }
 
 export function clearAttachments({ keepEditing = false } = {}) {
   for (const item of attachments) if (item.kind === "file") URL.revokeObjectURL(item.url);
   attachments = [];
-  if (!keepEditing) editing = null;
+  dropped = null;
+  if (!keepEditing) {
+    editing = null;
+    chosen = false;
+  }
   render();
 }
 
@@ -79,6 +119,12 @@ function chip(url, label, removeLabel, onRemove, extraClass = "") {
     iconButton("x", removeLabel, onRemove, "attachment-remove"));
 }
 
+function keepOffer() {
+  return h("button", { type: "button", class: "attachment attachment-keep", id: "keep-result", onclick: keepDropped },
+    h("img", { src: dropped.thumb || dropped.url, alt: "", width: 40, height: 40 }),
+    h("span", { class: "attachment-label" }, icon("plus"), h("span", { i18n: "composer.keepResult" })));
+}
+
 function render() {
   const box = $("#attachments");
   const items = [];
@@ -86,6 +132,7 @@ function render() {
     const editingChip = chip(editing.thumb || editing.url, t("composer.editing"),
       t("composer.removeEditing"), () => setEditing(null), "is-editing");
     editingChip.id = "editing-chip";
+    editingChip.dataset.chosen = String(chosen);
     items.push(editingChip);
   }
   attachments.forEach((item, index) => {
@@ -94,12 +141,30 @@ function render() {
     items.push(chip(url, null, t("composer.remove", { name }), () => {
       if (item.kind === "file") URL.revokeObjectURL(item.url);
       attachments = attachments.filter((other) => other !== item);
-      render();
+      // Nothing attached any more: the last result carries on again.
+      if (!attachments.length && !editing && dropped) setEditing(dropped);
+      else render();
     }));
   });
+  if (dropped && attachments.length) items.push(keepOffer());
   box.replaceChildren(...items);
   box.hidden = items.length === 0;
   renderMode();
+}
+
+/** Exactly which images the next prompt sends, in words. */
+function modeHint(current) {
+  if (current === "generate") return t("mode.generateHint");
+  const files = attachments.filter((item) => item.kind === "file");
+  const fromThread = imageCount() - files.length;
+  if (current === "edit") {
+    if (files.length) return t("mode.editFile", { name: files[0].file.name || "?" });
+    return t(editing && !chosen ? "mode.editResult" : "mode.editChosen");
+  }
+  const n = imageCount();
+  if (!fromThread) return t("mode.composeHint", { n });
+  if (!files.length) return t("mode.composeThread", { n });
+  return t("mode.composeMixed", { n, r: fromThread, f: files.length });
 }
 
 function renderMode() {
@@ -107,12 +172,15 @@ function renderMode() {
   const current = mode();
   const count = imageCount();
   pill.dataset.mode = current;
-  const hint = current === "generate" ? t("mode.generateHint")
-    : current === "edit" ? t("mode.editHint") : t("mode.composeHint", { n: count });
-  pill.replaceChildren(
+  pill.dataset.count = String(count);
+  const hint = modeHint(current);
+  pill.replaceChildren(...[
     icon(current === "generate" ? "sparkles" : current === "edit" ? "wand" : "layers"),
     h("span", { class: "mode-name", text: t(`mode.${current}`) }),
-    h("span", { class: "mode-hint", text: hint }));
+    // On a phone the sentence is hidden: the number of images still shows.
+    count > 1 ? h("span", { class: "mode-count", "aria-hidden": "true", text: String(count) }) : null,
+    h("span", { class: "mode-hint", text: hint }),
+  ].filter(Boolean));
   pill.title = hint;
 }
 
@@ -131,7 +199,7 @@ async function submit() {
     promptEl().focus();
     return;
   }
-  if (state.busy || submitting) {
+  if (sending() || submitting) {
     toast(t("composer.busy"), { timeout: 2500 });
     return;
   }
@@ -183,16 +251,26 @@ async function submit() {
   // The text and images go into the turn; the box is ready for the next one.
   promptEl().value = "";
   autosize();
-  const previous = { attachments, editing };
+  const previous = { attachments, editing, chosen };
   attachments = [];
   editing = null;
+  chosen = false;
+  dropped = null;
+  restoredPrompt = null;
   render();
-  const data = await startTurn({ prompt, mode: kind, params, files, sourceIds, inputs, convId });
-  if (!data && !editing && !attachments.length) {
-    // Failed: put the images back, so a reworded prompt can use them again.
-    ({ attachments, editing } = previous);
+  const { ok, view } = await startTurn({ prompt, mode: kind, params, files, sourceIds, inputs, convId });
+  // Failed (or cancelled before it made anything), in the thread still shown:
+  // the prompt and its images come back, unless the user has moved on.
+  if (ok || view !== state.view) return;
+  if (!attachments.length && !chosen) {
+    ({ attachments, editing, chosen } = previous);
     restored = attachments;
     render();
+  }
+  if (!promptEl().value.trim()) {
+    promptEl().value = prompt;
+    restoredPrompt = prompt;
+    autosize();
   }
 }
 
@@ -256,12 +334,31 @@ export function initComposer({ createConversation }) {
     addFiles([...event.dataTransfer.files]);
   });
 
-  on("use-image", addImage);
-  on("turn-finished", ({ images }) => {
+  on("use-image", useImage);
+  on("turn-finished", ({ images, canceled }) => {
     if (restored && attachments === restored) attachments = [];
     restored = null;
-    if (images.length) setEditing(images[0]);
-    else render();
+    // A retry of the failed turn got through: the text put back is spent.
+    if (restoredPrompt !== null && promptEl().value === restoredPrompt) {
+      promptEl().value = "";
+      autosize();
+    }
+    restoredPrompt = null;
+    // A cancelled result is never what the next prompt edits, nor does a new
+    // result push aside what the user chose or attached (it is offered).
+    if (!images.length || canceled || chosen) render();
+    else if (attachments.length) {
+      dropped = images[0];
+      render();
+    } else setEditing(images[0]);
+  });
+  // A prompt the model refuses as it stands: back in the box, to be reworded.
+  on("edit-prompt", ({ prompt }) => {
+    promptEl().value = prompt;
+    restoredPrompt = null;
+    autosize();
+    promptEl().focus();
+    promptEl().setSelectionRange(prompt.length, prompt.length);
   });
   on("busy", (busy) => {
     $("#send-btn").classList.toggle("is-busy", busy);

@@ -2,11 +2,13 @@
 // `Prefer: respond-async`, follow a job over its event stream (or by polling
 // when the stream is refused or breaks before its first event), cancel, list
 // a conversation's unfinished jobs, remember an anonymous caller's jobs for a
-// reload, and tell the user about results that arrived while the tab was away.
+// reload, know which conversations have work in progress, and tell the user
+// about results that arrived while the tab was away.
 
 import { api, ApiError } from "./api.js";
 import { t } from "./i18n.js";
 import { prefs } from "./prefs.js";
+import { emit, state } from "./state.js";
 
 const EVENTS = ["queued", "running", "retrying", "succeeded", "failed", "canceled"];
 const FINAL = new Set(["succeeded", "failed", "canceled"]);
@@ -16,6 +18,9 @@ const POLL_MAX_MS = 10000;
 // back) gets one look at the job itself, so a missed event can't strand it.
 const QUIET_MS = 30000;
 const ANON_KEY = "nb.jobs";
+// While some conversation has work in progress, the list of unfinished jobs
+// is read this often, so a mark clears soon after its job ends elsewhere.
+const ACTIVITY_MS = 4000;
 
 const jobUrl = (id) => `/v1/jobs/${encodeURIComponent(id)}`;
 
@@ -210,6 +215,58 @@ export function anonymousJobs() {
   return readAnonymous();
 }
 
+// ---- which conversations have work in progress (the sidebar marks them) ----------------
+
+let working = new Set();
+let activityTimer = null;
+let activityRound = 0;
+
+function publishActivity(next) {
+  const settled = [...working].filter((id) => !next.has(id));
+  const changed = settled.length || [...next].some((id) => !working.has(id));
+  working = next;
+  if (changed) emit("activity", new Set(working));
+  // Their jobs ended while nobody drew them: the list shows the new result.
+  if (settled.length) emit("conversations-settled", settled);
+}
+
+function scheduleActivity() {
+  clearTimeout(activityTimer);
+  activityTimer = working.size && state.user ? setTimeout(refreshActivity, ACTIVITY_MS) : null;
+}
+
+/** Read which conversations have queued or running jobs (the caller's, any device). */
+export async function refreshActivity() {
+  clearTimeout(activityTimer);
+  activityTimer = null;
+  const round = ++activityRound;
+  if (!state.user) {
+    publishActivity(new Set());
+    return;
+  }
+  // A hidden tab waits: the next look comes when it is shown again.
+  if (document.hidden) return;
+  try {
+    const page = await api.get("/v1/jobs?status=active&limit=100");
+    if (round !== activityRound) return;
+    publishActivity(new Set((page?.jobs || []).map((job) => job.conversation_id).filter(Boolean)));
+  } catch (error) {
+    if (!(error instanceof ApiError)) throw error;
+  }
+  if (round === activityRound) scheduleActivity();
+}
+
+/** A job was just sent to this conversation: mark it at once, then keep looking. */
+export function noteActivity(convId) {
+  if (!convId || !state.user) return;
+  if (!working.has(convId)) publishActivity(new Set([...working, convId]));
+  if (!activityTimer) scheduleActivity();
+}
+
+export function workingConversations() {
+  return new Set(working);
+}
+
 // ---- results that arrive while the tab is hidden ----------------------------------------
 
 let baseTitle = document.title;
@@ -266,9 +323,11 @@ export function announceFinished(job, { images = 0 } = {}) {
 
 export function initJobs() {
   document.addEventListener("visibilitychange", () => {
-    if (!document.hidden && unseen) {
+    if (document.hidden) return;
+    if (unseen) {
       unseen = 0;
       applyTitle();
     }
+    if (state.user) refreshActivity();
   });
 }

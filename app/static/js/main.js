@@ -9,15 +9,17 @@ import { $, h } from "./dom.js";
 import { fillIcons } from "./icons.js";
 import { applyI18n, lang, onLangChange, setLang, t } from "./i18n.js";
 import { initViewer } from "./images.js";
-import { initJobs, setPageTitle } from "./jobs.js";
+import { initJobs, refreshActivity, setPageTitle } from "./jobs.js";
 import { prefs } from "./prefs.js";
 import { initSettings, renderSettings } from "./settings.js";
 import {
-  displayTitle, findConversation, initSidebar, loadConversations, markCurrent,
-  resetConversations, upsertConversation,
+  displayTitle, findConversation, initSidebar, loadConversations, markCurrent, newestConversation,
+  notePrompt, resetConversations, setWorking, upsertConversation,
 } from "./sidebar.js";
 import { emit, on, state } from "./state.js";
-import { clearThread, initThread, resumeAnonymousJobs, showConversation } from "./thread.js";
+import {
+  clearThread, initThread, keepUnsavedTurns, resumeAnonymousJobs, showConversation, unsavedTurns,
+} from "./thread.js";
 import { initPassword } from "./password.js";
 import { initTokens } from "./tokens.js";
 import { closeDrawersIfNarrow, initDrawers, togglePanel, toast } from "./ui.js";
@@ -65,6 +67,16 @@ function renderThreadTitle() {
   $("#thread-head").hidden = !conversation;
   $("#thread-title").textContent = conversation ? displayTitle(conversation) : "";
   setPageTitle(conversation ? `${displayTitle(conversation)} · Nano Banana` : "Nano Banana");
+}
+
+// The offline engine answers under the Gemini models' names: the picker says
+// which engine will draw (the ids stay what the requests send).
+function labelModels() {
+  const offline = state.provider === "offline";
+  state.models = state.models.map((model) => {
+    const name = model.catalogLabel ?? (model.label || model.id);
+    return { ...model, catalogLabel: name, label: offline ? t("settings.offlineModel", { name }) : name };
+  });
 }
 
 function renderSuggestions() {
@@ -119,6 +131,8 @@ function newConversation() {
   renderThreadTitle();
   closeDrawersIfNarrow();
   $("#prompt").focus();
+  // Without an account there is one thread: its unfinished jobs stay in it.
+  if (!state.user) resumeAnonymousJobs();
 }
 
 async function createConversation() {
@@ -141,20 +155,48 @@ async function afterTurn({ convId }) {
   renderThreadTitle();
 }
 
+/** The conversation to open after a login: the one left last, else the newest. */
+async function lastConversation(user, { loggingIn }) {
+  const last = prefs.get(`conv.${user.id}`);
+  if (last && !findConversation(last)) {
+    // Older than the first page of the list.
+    const conversation = await api.get(`/conversations/${last}`).catch(() => null);
+    if (conversation) upsertConversation(conversation);
+  }
+  if (last && findConversation(last)) return last;
+  // A reload keeps an explicit "New conversation"; a login opens where the user was.
+  return loggingIn ? newestConversation()?.id ?? null : null;
+}
+
+let previousUser = null;
+
 async function onUser(user) {
+  const loggingIn = Boolean(user && !previousUser && state.signingIn);
+  state.signingIn = false;
+  // What was made without an account stays on the page after logging in
+  // (the dialog said so), until another conversation is opened.
+  const keepUnsaved = Boolean(user && !previousUser && unsavedTurns());
+  previousUser = user;
   resetConversations();
   state.currentConvId = null;
-  clearThread();
-  clearAttachments();
+  if (keepUnsaved) {
+    keepUnsavedTurns();
+  } else {
+    clearThread();
+    clearAttachments();
+  }
   renderChrome();
+  refreshActivity();
   if (!user) {
     // Jobs sent without an account before a reload (a conversation's come back with it).
     await resumeAnonymousJobs();
     return;
   }
   await loadConversations();
-  const last = prefs.get(`conv.${user.id}`);
-  if (last && findConversation(last)) await openConversation(last);
+  const last = keepUnsaved ? null : await lastConversation(user, { loggingIn });
+  // Unless the user has started something meanwhile (a prompt sent at once).
+  const untouched = !state.currentConvId && !$("#messages").children.length;
+  if (last && state.user === user && untouched) await openConversation(last);
   else markCurrent();
 }
 
@@ -206,6 +248,7 @@ async function boot() {
   onLangChange(() => {
     renderSuggestions();
     renderChrome();
+    labelModels();
     renderSettings();
     emit("lang");
   });
@@ -217,6 +260,19 @@ async function boot() {
   });
   on("turn-finished", afterTurn);
   on("turn-failed", afterTurn);
+  // A prompt on its way names its conversation in the list, marked as working.
+  on("turn-sent", ({ convId, prompt }) => {
+    if (!convId || !state.user) return;
+    notePrompt(convId, prompt);
+    markCurrent();
+    renderThreadTitle();
+  });
+  on("activity", setWorking);
+  on("conversations-settled", async () => {
+    await loadConversations();
+    markCurrent();
+    renderThreadTitle();
+  });
   handleSessionLost(sessionExpired);
 
   state.version = document.body.dataset.version || "";
@@ -230,6 +286,7 @@ async function boot() {
   if (health?.version) state.version = health.version;
   state.models = models?.models || [];
   state.defaultModel = models?.default_model || state.models.find((m) => m.default)?.id || null;
+  labelModels();
   renderSettings();
   adoptSession(me);
   document.body.classList.add("ready");

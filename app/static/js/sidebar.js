@@ -1,6 +1,7 @@
 // The conversation list: newest activity first, each with its title, time and
 // last image (all from the list endpoint: no request per conversation), a
-// title filter, more pages on scroll, inline rename, delete with confirmation.
+// mark on those with work in progress, a title filter, more pages on scroll,
+// inline rename, delete with confirmation.
 
 import { api, ApiError } from "./api.js";
 import { $, debounce, h, iconButton } from "./dom.js";
@@ -17,13 +18,23 @@ let cursor = null;
 let filter = "";
 let loading = false;
 let generation = 0; // discards answers to superseded list requests
+let working = new Set(); // ids of conversations with a queued or running job
 
 export function displayTitle(conversation) {
-  return !conversation || conversation.title === DEFAULT_TITLE ? t("conv.defaultTitle") : conversation.title;
+  if (!conversation) return t("conv.defaultTitle");
+  if (conversation.title !== DEFAULT_TITLE) return conversation.title;
+  // The server names it after its first prompt once that turn is stored;
+  // until then the prompt on its way already says what it is.
+  return conversation.pendingTitle || t("conv.defaultTitle");
 }
 
 export function findConversation(id) {
   return items.find((item) => item.id === id) || null;
+}
+
+/** The one with the latest activity (the list is in that order). */
+export function newestConversation() {
+  return items[0] || null;
 }
 
 function thumb(conversation) {
@@ -33,19 +44,31 @@ function thumb(conversation) {
   return h("span", { class: "conv-thumb conv-thumb-empty", "aria-hidden": "true" }, icon("image"));
 }
 
+// A spinner over the thumbnail, and the words in the line under the title.
+function workingMark() {
+  return h("span", { class: "conv-working", title: t("conv.working"), "aria-hidden": "true" },
+    h("span", { class: "spinner" }));
+}
+
+function workingText() {
+  return h("span", { class: "conv-working-text", text: t("conv.working") });
+}
+
 function row(conversation) {
   const title = displayTitle(conversation);
   const current = conversation.id === state.currentConvId;
+  const busy = working.has(conversation.id);
   const open = h("button", {
     type: "button",
     class: "conv-open",
     "aria-current": current ? "page" : false,
     onclick: () => emit("open-conversation", conversation.id),
   },
-  thumb(conversation),
+  h("span", { class: "conv-thumb-box" }, thumb(conversation), busy ? workingMark() : null),
   h("span", { class: "conv-text" },
     h("span", { class: "conv-title", text: title }),
     h("span", { class: "conv-sub" },
+      busy ? workingText() : null,
       h("time", { datetime: conversation.updated_at, text: relativeTime(conversation.updated_at) }),
       conversation.last_prompt ? h("span", { class: "conv-prompt", text: ` · ${conversation.last_prompt}` }) : null)));
   open.addEventListener("dblclick", () => startRename(conversation));
@@ -60,8 +83,41 @@ function row(conversation) {
     iconButton("trash", `${t("conv.delete")}: ${title}`, () => remove(conversation), "icon-btn icon-btn-sm danger"));
   actions.children[0].dataset.action = "rename";
   actions.children[1].dataset.action = "delete";
-  return h("li", { class: `conv-item${current ? " is-current" : ""}`, dataset: { id: String(conversation.id) } },
-    open, actions);
+  return h("li", {
+    class: `conv-item${current ? " is-current" : ""}${busy ? " is-working" : ""}`,
+    dataset: { id: String(conversation.id) },
+  }, open, actions);
+}
+
+/** Mark the conversations with work in progress, in place (a rename in progress survives). */
+export function setWorking(ids) {
+  working = new Set(ids);
+  for (const li of $("#conv-list").children) {
+    const busy = working.has(Number(li.dataset.id));
+    li.classList.toggle("is-working", busy);
+    const box = li.querySelector(".conv-thumb-box");
+    const mark = box?.querySelector(".conv-working");
+    if (busy && box && !mark) {
+      box.append(workingMark());
+      li.querySelector(".conv-sub")?.prepend(workingText());
+    } else if (!busy && mark) {
+      mark.remove();
+      li.querySelector(".conv-working-text")?.remove();
+    }
+  }
+}
+
+/** A prompt was sent to this conversation: it moves to the top, under its prompt. */
+export function notePrompt(convId, prompt) {
+  const conversation = findConversation(convId);
+  if (!conversation) return;
+  const text = prompt.split(/\s+/).join(" ").trim();
+  upsertConversation({
+    ...conversation,
+    last_prompt: text,
+    updated_at: new Date().toISOString(),
+    pendingTitle: conversation.pendingTitle || (text.length > 60 ? `${text.slice(0, 59)}…` : text),
+  });
 }
 
 function render() {
@@ -83,7 +139,12 @@ export async function loadConversations({ more = false } = {}) {
   try {
     const page = await api.get(`/conversations?${params}`);
     if (mine !== generation) return;
-    items = more ? [...items, ...page.items.filter((c) => !findConversation(c.id))] : page.items;
+    // A title still waiting for its first turn keeps the prompt it showed.
+    const named = page.items.map((c) => {
+      const pendingTitle = c.title === DEFAULT_TITLE ? findConversation(c.id)?.pendingTitle : null;
+      return pendingTitle ? { ...c, pendingTitle } : c;
+    });
+    items = more ? [...items, ...named.filter((c) => !findConversation(c.id))] : named;
     cursor = page.next_cursor;
   } catch (error) {
     if (mine !== generation) return;

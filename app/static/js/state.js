@@ -8,7 +8,8 @@ export const state = {
   models: [],
   defaultModel: null,
   currentConvId: null,
-  busy: false, // a generation is in flight
+  busy: false, // a generation request is on its way (thread.js: sending() says for which thread)
+  signingIn: false, // the next "user" event comes from the login dialog, not a page load
   // Bumped whenever the thread is replaced, so late answers for a thread that
   // is no longer shown are not drawn into the new one.
   view: 0,

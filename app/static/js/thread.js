@@ -1,17 +1,18 @@
 // The conversation in the middle: stored history (older pages on scroll up),
 // the user's turn shown at once, a placeholder while its background job waits
 // and runs (several at once; jobs still running are picked up again when the
-// thread is read), the result or an error with retry, and the Retry-After
-// countdown.
+// thread is read), the result or an error that fits the wait (a countdown, a
+// clock time, or "edit the prompt"), and what a cancel really did.
 
 import { api, ApiError } from "./api.js";
 import { $, h } from "./dom.js";
 import { icon } from "./icons.js";
-import { clockTime, t } from "./i18n.js";
+import { clockTime, locale, t } from "./i18n.js";
 import { imageGrid, localImage, storedImage } from "./images.js";
 import {
   activeJobs, announceFinished, anonymousJobs, cancelJob, enableNotifications, fetchJob, followJob,
-  forgetAnonymousJob, isJob, jobImage, notificationsAvailable, notifying, rememberAnonymousJob, submitJob,
+  forgetAnonymousJob, isJob, jobImage, noteActivity, notificationsAvailable, notifying, refreshActivity,
+  rememberAnonymousJob, submitJob,
 } from "./jobs.js";
 import { emit, state } from "./state.js";
 import { toast } from "./ui.js";
@@ -29,6 +30,14 @@ let stickToBottom = true;
 // The jobs drawn in the shown thread (follower → anonymous job id or null);
 // closed when the thread is replaced, so no stream outlives what it draws into.
 const followers = new Map();
+// The views (see state.view) with a request on its way: only the thread that
+// sent one waits for it; another conversation may send meanwhile.
+const sendingIn = new Set();
+
+/** Whether the shown thread is still sending its last prompt. */
+export function sending() {
+  return sendingIn.has(state.view);
+}
 
 // ---- rendering ------------------------------------------------------------------
 
@@ -50,7 +59,7 @@ export function userMessage({ prompt, kind, inputs = [], when, saved = true }) {
         class: image.editing ? "is-editing" : "",
       })))
     : null;
-  return h("article", { class: "msg msg-user", dataset: { kind } },
+  return h("article", { class: "msg msg-user", dataset: saved ? { kind } : { kind, unsaved: "true" } },
     h("div", { class: "msg-body" },
       h("div", { class: "bubble" }, thumbs, h("p", { class: "msg-text", text: prompt || "" })),
       h("div", { class: "msg-meta" },
@@ -61,15 +70,22 @@ export function userMessage({ prompt, kind, inputs = [], when, saved = true }) {
 
 function metaLine(message) {
   const parts = [];
-  if (message.model) parts.push(message.model);
+  // The offline engine answers under the model's name; it says what it is,
+  // and its token count is a stand-in, not something spent.
+  const offline = state.provider === "offline";
+  if (offline) {
+    parts.push(h("span", { class: "engine-offline", i18n: "provider.offline", title: message.model || "" }));
+  } else if (message.model) {
+    parts.push(message.model);
+  }
   if (message.duration_ms) parts.push(t("turn.duration", { s: Math.max(0.1, message.duration_ms / 1000).toFixed(1) }));
   const tokens = message.usage?.total_tokens;
-  if (tokens) parts.push(t("turn.tokens", { n: tokens }));
+  if (tokens && !offline) parts.push(t("turn.tokens", { n: tokens }));
   if (message.params?.seed !== undefined && message.params?.seed !== null) {
     parts.push(t("turn.seed", { n: message.params.seed }));
   }
   return h("div", { class: "msg-meta" },
-    parts.map((part) => h("span", { text: part })),
+    parts.map((part) => (typeof part === "string" ? h("span", { text: part }) : part)),
     message.created_at ? h("time", { datetime: message.created_at, text: clockTime(message.created_at) }) : null);
 }
 
@@ -81,10 +97,11 @@ function textBlock(texts) {
   return h("div", { class: "msg-texts" }, clean.map((text) => h("p", { text })));
 }
 
-/** An assistant answer: texts, the image grid, warnings, meta. */
-export function assistantMessage(message, images, prompt) {
+/** An assistant answer: texts, the image grid, warnings, meta (and a note: a cancel that came late). */
+export function assistantMessage(message, images, prompt, note = null) {
   const context = { prompt, when: message.created_at || new Date().toISOString() };
   const body = h("div", { class: "msg-body" },
+    note ? h("p", { class: "turn-note", role: "note", text: note }) : null,
     textBlock(message.texts),
     images.length ? imageGrid(images, context) : null,
     !images.length && !message.error && !(message.texts || []).length
@@ -96,22 +113,44 @@ export function assistantMessage(message, images, prompt) {
   return h("article", { class: "msg msg-assistant", dataset: { id: message.id ?? "" } }, avatar(), body);
 }
 
-function errorCard({ message, code, upstream, note = null }, actions = null) {
+function errorCard({ message, code, upstream, note = null, noteKey = null }, actions = null) {
   return h("div", { class: "error-card", role: "alert" },
     icon("alert"),
     h("div", { class: "error-main" },
       h("p", { class: "error-message", text: message }),
-      note ? h("p", { class: "error-note", text: note }) : null,
+      noteKey ? h("p", { class: "error-note", i18n: noteKey })
+        : note ? h("p", { class: "error-note", text: note }) : null,
       upstream ? h("p", { class: "error-upstream", text: upstream }) : null,
       code ? h("p", { class: "error-code", text: code }) : null),
     actions);
+}
+
+const inputIds = (message) => (message.input_images || []).map((image) => image.id).join(",");
+
+/**
+ * A failed turn sent again is one turn. The server stores each try (see the
+ * report: a retry_of parameter would let it replace the failure), so a
+ * failure followed at once by the same prompt with the same images is left
+ * out: a reload shows the turn once, as the page did.
+ */
+function withoutRetried(items) {
+  const kept = [];
+  for (let i = 0; i < items.length; i += 1) {
+    const [user, reply, next] = [items[i], items[i + 1], items[i + 2]];
+    const retried = user.role === "user" && reply?.role === "assistant" && reply.error
+      && next?.role === "user" && next.kind === user.kind && next.prompt === user.prompt
+      && inputIds(next) === inputIds(user);
+    if (retried) i += 1;
+    else kept.push(user);
+  }
+  return kept;
 }
 
 function renderStored(items) {
   // Pairs each answer with the prompt before it, for alt text and file names.
   const nodes = [];
   let lastPrompt = "";
-  for (const message of items) {
+  for (const message of withoutRetried(items)) {
     if (message.role === "user") {
       lastPrompt = message.prompt || "";
       const node = userMessage({
@@ -156,14 +195,17 @@ export function clearThread() {
   state.view += 1;
   for (const [follower, anonymousId] of followers) {
     follower.close();
-    // A thread given up without an account can't be found again.
-    if (anonymousId) forgetAnonymousJob(anonymousId);
+    // Without an account the tab keeps its unfinished jobs and draws them
+    // again (resumeAnonymousJobs); once logged in, the page changing
+    // conversation is what the login dialog said would let them go.
+    if (anonymousId && state.user) forgetAnonymousJob(anonymousId);
   }
   followers.clear();
   olderCursor = null;
   messagesEl().replaceChildren();
   $("#thread-loading").hidden = true;
   updateEmpty();
+  emit("busy", sending());
 }
 
 /** Show a stored conversation; resolves with its newest image (or null). */
@@ -262,10 +304,20 @@ function jobPhrase(job, cancelling) {
   return ["running", t("job.running")];
 }
 
+// Why the server waits before trying the upstream again, when it says (retry.reason).
+const WAIT_REASONS = { upstream_rate_limited: "job.waitRateLimited", upstream_overloaded: "job.waitOverloaded" };
+
+/** While the server waits out a refusal: how long still, and why when it says. */
+function waitPhrase(retry, remaining) {
+  return t(WAIT_REASONS[retry.reason] || "job.wait", { s: Math.ceil(remaining) });
+}
+
 /**
  * The answer being made: its state ("Queued · #3 in line", "Generating" and
- * the time since the worker took it), skeleton tiles, Cancel, and the offer
- * to notify when done. show(job) moves it on; stop() ends the clock.
+ * the time since the worker took it; while the server waits to try again,
+ * how long), skeleton tiles, Cancel, and the offer to notify when done.
+ * show(job) moves it on; cancelling(true) while the cancel is on its way;
+ * stop() ends the clock.
  */
 function placeholder(count, aspect) {
   const status = h("span", { class: "job-status" });
@@ -277,6 +329,7 @@ function placeholder(count, aspect) {
     if (w && hgt) box.style.aspectRatio = `${w} / ${hgt}`;
     skeletons.append(box);
   }
+  const wait = h("span", { class: "job-wait", hidden: true });
   let onCancel = () => {};
   const cancel = h("button", { type: "button", class: "btn btn-ghost btn-sm job-cancel", onclick: () => onCancel() },
     icon("stop"), h("span", { i18n: "turn.cancel" }));
@@ -294,12 +347,14 @@ function placeholder(count, aspect) {
       h("div", { class: "working" },
         h("span", { class: "spinner", "aria-hidden": "true" }),
         h("span", { class: "job-line", role: "status" }, status, elapsed),
+        wait,
         h("span", { class: "job-actions" }, notify, cancel)),
       skeletons));
 
   let job = null;
   let cancelling = false;
   let since = Date.now(); // the clock's origin: sent, then started_at
+  let waitSince = 0; // when the current retry's wait began (as this page heard it)
   const render = () => {
     const [name, phrase] = jobPhrase(job, cancelling);
     el.dataset.state = name;
@@ -308,6 +363,10 @@ function placeholder(count, aspect) {
     const ticking = job?.status !== "queued";
     elapsed.hidden = !ticking;
     if (ticking) elapsed.textContent = clock((Date.now() - since) / 1000);
+    // Outside the live region: it changes every second.
+    const remaining = name === "retrying" ? (job.retry.delay_s || 0) - (Date.now() - waitSince) / 1000 : 0;
+    wait.hidden = remaining <= 0;
+    if (remaining > 0) wait.textContent = waitPhrase(job.retry, remaining);
     cancel.disabled = name === "cancelling";
   };
   render();
@@ -324,6 +383,7 @@ function placeholder(count, aspect) {
         // Another clock: never in the future, so it never shows less than 0.
         since = Number.isNaN(started) ? Date.now() : Math.min(started, Date.now());
       }
+      if (next.retry && next.retry.attempt !== job?.retry?.attempt) waitSince = Date.now();
       job = next;
       render();
     },
@@ -345,6 +405,23 @@ function quotaFailure(error) {
   });
   card.classList.add("is-quota");
   return h("article", { class: "msg msg-assistant failed" }, avatar(), h("div", { class: "msg-body" }, card));
+}
+
+function aboutSpan(seconds) {
+  if (seconds < 3600) return t("rel.minutes", { n: Math.max(1, Math.ceil(seconds / 60)) });
+  if (seconds < 48 * 3600) return t("rel.hours", { n: Math.max(1, Math.round(seconds / 3600)) });
+  return t("rel.days", { n: Math.round(seconds / 86400) });
+}
+
+/** "Try again after 09:00 (in about 20 h)." — a long wait as a time of day, not seconds. */
+function tryAfterPhrase(seconds) {
+  const when = new Date(Date.now() + seconds * 1000);
+  const rel = aboutSpan(seconds);
+  if (seconds < 24 * 3600) {
+    return t("turn.tryAfter", { time: new Intl.DateTimeFormat(locale(), { timeStyle: "short" }).format(when), rel });
+  }
+  const date = new Intl.DateTimeFormat(locale(), { dateStyle: "medium", timeStyle: "short" }).format(when);
+  return t("turn.tryOn", { date, rel });
 }
 
 function retryButton(error, onRetry) {
@@ -371,7 +448,7 @@ function retryButton(error, onRetry) {
   tick();
   if (retry.disabled) timer = setInterval(tick, 1000);
   retry.addEventListener("click", () => {
-    if (state.busy) {
+    if (sending()) {
       toast(t("composer.busy"), { timeout: 2500 });
       return;
     }
@@ -381,21 +458,47 @@ function retryButton(error, onRetry) {
   return retry;
 }
 
-/** An error with a retry button that waits out Retry-After, counting down. */
-function failure(error, onRetry) {
-  const quota = QUOTA_CODES.has(error.code);
-  if (quota && waitSeconds(error) > LONG_WAIT_S) return quotaFailure(error);
+/** A refusal that fails the same way every time: the prompt goes back to the box instead. */
+function editPromptButton(turn) {
+  return h("button", {
+    type: "button",
+    class: "btn btn-secondary btn-sm edit-prompt-btn",
+    onclick: () => emit("edit-prompt", { prompt: turn.prompt }),
+  }, icon("pencil"), h("span", { i18n: "turn.editPrompt" }));
+}
+
+// Refusals that a second try gets again: the prompt (or its images) must change.
+const BLOCKED_CODES = new Set(["content_blocked"]);
+
+/**
+ * An error that fits its wait: a Retry counting down a short Retry-After; a
+ * long one as a time of day, without a button; a blocked prompt offers to
+ * edit the prompt. A cancel says what it stopped (error.noteKey).
+ */
+function failure(error, turn, onRetry) {
   const isCancel = error.name === "AbortError";
+  const quota = QUOTA_CODES.has(error.code);
+  const wait = isCancel ? 0 : waitSeconds(error);
+  const long = wait > LONG_WAIT_S;
+  if (quota && long) return quotaFailure(error);
+  const blocked = BLOCKED_CODES.has(error.code);
+  const action = isCancel || (!long && !blocked)
+    ? (onRetry ? retryButton(error, onRetry) : null)
+    : blocked && turn ? editPromptButton(turn) : null;
   const card = errorCard({
     message: isCancel ? t("turn.cancelled") : quota ? quotaMessage(error) : error.message || t("error.unknown"),
     code: isCancel ? null : error.code,
+    noteKey: isCancel ? error.noteKey : null,
+    note: long ? tryAfterPhrase(wait) : null,
     // Google's own words (English), for the cases where they say more.
     upstream: isCancel ? null : error.body?.upstream_message,
-  }, onRetry ? h("div", { class: "error-actions" }, retryButton(error, onRetry)) : null);
+  }, action ? h("div", { class: "error-actions" }, action) : null);
   if (isCancel) {
     card.classList.add("is-cancelled");
     card.querySelector(".error-message").dataset.i18n = "turn.cancelled";
   }
+  if (long) card.classList.add("is-long-wait");
+  if (blocked) card.classList.add("is-blocked");
   return h("article", { class: "msg msg-assistant failed" }, avatar(), h("div", { class: "msg-body" }, card));
 }
 
@@ -411,7 +514,11 @@ function jobError(job) {
   });
 }
 
-const CANCELLED = { name: "AbortError" };
+/** What a cancel did: never sent (queued, or before the job existed), or stopped after a try. */
+function cancelled(job) {
+  const started = Boolean(job?.started_at || job?.attempts);
+  return { name: "AbortError", noteKey: started ? "turn.stoppedNothing" : "turn.cancelledUnsent" };
+}
 
 function buildRequest(turn) {
   const params = { ...turn.params };
@@ -428,7 +535,9 @@ function buildRequest(turn) {
 /**
  * Run one turn: the user's message at once, then the placeholder, then the
  * answer. turn = {prompt, mode, params, files, sourceIds, inputs, convId}.
- * Resolves with the answer (null when it failed) once the job has ended.
+ * Resolves once the job has ended with {ok, view}: ok is false when it
+ * failed or was cancelled before making anything; view, the thread it was
+ * sent from (see state.view).
  */
 export function startTurn(turn) {
   const userEl = userMessage({
@@ -440,11 +549,18 @@ export function startTurn(turn) {
   });
   messagesEl().append(userEl);
   updateEmpty();
-  return runTurn(turn, userEl);
+  const view = state.view;
+  return runTurn(turn, userEl).then((result) => ({ ok: Boolean(result), view }));
+}
+
+/** A cancel that came while the upstream call was in flight: that call is kept and billed. */
+function lateCancelNote(data, asked) {
+  const made = (data.images || []).length;
+  return made < asked ? t("turn.stoppedPartial", { n: made, m: asked }) : t("turn.stoppedBilled");
 }
 
 /** The answer in place of the placeholder, and the user's turn as stored. */
-async function showResult(data, { turn, userEl, pending, view, fromJob = false }) {
+async function showResult(data, { turn, userEl, pending, view, fromJob = false, canceled = false, asked = 1 }) {
   const stored = data.message;
   if (stored && messagesEl().querySelector(`.msg-assistant[data-id="${stored.id}"]`)) {
     // The thread was read after the job ended: it is drawn already, once.
@@ -470,15 +586,19 @@ async function showResult(data, { turn, userEl, pending, view, fromJob = false }
       params: turn?.params,
     };
   if (data.user_message) userEl.replaceWith(renderStored([data.user_message])[0]);
-  pending.el.replaceWith(assistantMessage(message, images, turn?.prompt || stored?.prompt || ""));
+  const answer = assistantMessage(message, images, turn?.prompt || stored?.prompt || "",
+    canceled ? lateCancelNote(data, asked) : null);
+  if (canceled) answer.classList.add("is-stopped");
+  pending.el.replaceWith(answer);
   scrollToBottom();
   $("#announcer").textContent = images.length === 1
     ? t("turn.readyOne") : t("turn.ready", { n: images.length });
-  emit("turn-finished", { images, convId: turn?.convId ?? data.conversation_id ?? null });
+  emit("turn-finished", { images, canceled, convId: turn?.convId ?? data.conversation_id ?? null });
 }
 
 function showFailure(error, { turn, userEl, pending }) {
-  const failed = failure(error, turn ? () => {
+  // Retry is the same turn: its card gives way to the new placeholder, under the same prompt.
+  const failed = failure(error, turn, turn ? () => {
     failed.remove();
     runTurn(turn, userEl);
   } : null);
@@ -489,38 +609,52 @@ function showFailure(error, { turn, userEl, pending }) {
 
 async function runTurn(turn, userEl) {
   const view = state.view;
-  const controller = new AbortController();
-  const pending = placeholder(turn.params.candidate_count || 1, turn.params.aspect_ratio);
-  // Until the job exists, cancelling means not sending it.
-  pending.onCancel = () => controller.abort();
+  const asked = turn.params.candidate_count || 1;
+  const pending = placeholder(asked, turn.params.aspect_ratio);
+  // Until the job exists there is nothing to cancel on the server: the
+  // cancel waits for it (an aborted upload may still have made one).
+  let cancelWanted = false;
+  pending.onCancel = () => {
+    cancelWanted = true;
+    pending.cancelling(true);
+  };
   userEl.after(pending.el);
   scrollToBottom();
-  // Only while the request is in flight: then the next prompt may go.
+  emit("turn-sent", { convId: turn.convId, prompt: turn.prompt });
+  // Only while the request is in flight, and only for this thread.
+  sendingIn.add(view);
   state.busy = true;
   emit("busy", true);
   const { url, options } = buildRequest(turn);
   let data;
   try {
-    data = await submitJob(url, { ...options, signal: controller.signal });
+    data = await submitJob(url, options);
   } catch (error) {
     pending.stop();
-    if (!(error instanceof ApiError) && error.name !== "AbortError") throw error;
+    if (!(error instanceof ApiError)) throw error;
     if (view === state.view) showFailure(error, { turn, userEl, pending });
     return null;
   } finally {
-    state.busy = false;
-    emit("busy", false);
+    sendingIn.delete(view);
+    state.busy = sendingIn.size > 0;
+    emit("busy", sending());
   }
   if (!isJob(data)) {
     // The synchronous answer (a server that does not run jobs).
     pending.stop();
-    if (view === state.view) await showResult(data, { turn, userEl, pending, view });
+    if (view === state.view) await showResult(data, { turn, userEl, pending, view, asked });
     return data;
   }
-  if (view !== state.view) return data;
-  const meta = { count: turn.params.candidate_count || 1, aspect: turn.params.aspect_ratio || null };
+  noteActivity(data.conversation_id);
+  if (view !== state.view) {
+    if (cancelWanted) cancelJob(data.id).catch((error) => {
+      if (!(error instanceof ApiError)) throw error;
+    });
+    return data;
+  }
+  const meta = { count: asked, aspect: turn.params.aspect_ratio || null };
   if (!data.conversation_id) rememberAnonymousJob(data.id, meta);
-  return trackJob(data, { turn, userEl, pending, view });
+  return trackJob(data, { turn, userEl, pending, view, asked, cancelNow: cancelWanted });
 }
 
 async function requestCancel(follower, pending) {
@@ -538,18 +672,20 @@ async function requestCancel(follower, pending) {
 }
 
 /** Follow a submitted job in its placeholder, then draw how it ended. */
-async function trackJob(job, { turn, userEl, pending, view, resumed = false }) {
+async function trackJob(job, { turn, userEl, pending, view, asked = 1, resumed = false, cancelNow = false }) {
   const follower = followJob(job, (update) => {
     if (view === state.view) pending.show(update);
   });
   followers.set(follower, job.conversation_id ? null : job.id);
   pending.onCancel = () => requestCancel(follower, pending);
+  if (cancelNow) requestCancel(follower, pending);
   const final = await follower.done;
   followers.delete(follower);
   pending.stop();
   // Closed: the thread was replaced (the job goes on; it shows where it is stored).
   if (!final) return follower.job;
-  if (!final.conversation_id) forgetAnonymousJob(final.id);
+  if (final.conversation_id) refreshActivity();
+  else forgetAnonymousJob(final.id);
   if (view !== state.view) return final.result;
   if (final.status === "gone") {
     pending.el.remove();
@@ -559,9 +695,11 @@ async function trackJob(job, { turn, userEl, pending, view, resumed = false }) {
   }
   announceFinished(final, { images: final.result?.images?.length || 0 });
   // Cancelled while its upstream call was in flight: what that call made is
-  // kept (and stored in the conversation), so it is shown.
+  // kept (billed, and stored in the conversation), so it is shown, saying so;
+  // it never becomes what the next prompt edits.
   if (final.result) {
-    await showResult(final.result, { turn, userEl, pending, view, fromJob: true });
+    const canceled = final.status === "canceled";
+    await showResult(final.result, { turn, userEl, pending, view, fromJob: true, canceled, asked });
     return final.result;
   }
   if (resumed && final.status === "failed" && final.conversation_id) {
@@ -570,7 +708,7 @@ async function trackJob(job, { turn, userEl, pending, view, resumed = false }) {
     if (state.currentConvId === final.conversation_id) showConversation(final.conversation_id);
     return null;
   }
-  showFailure(final.status === "canceled" ? CANCELLED : jobError(final), { turn, userEl, pending });
+  showFailure(final.status === "canceled" ? cancelled(final) : jobError(final), { turn, userEl, pending });
   return null;
 }
 
@@ -603,13 +741,20 @@ function resumeJob(job, remembered = {}) {
   const pending = placeholder(meta.count || 1, meta.aspect);
   messagesEl().append(userEl, pending.el);
   updateEmpty();
-  return trackJob(job, { turn: turnOfJob(job, meta), userEl, pending, view: state.view, resumed: true });
+  return trackJob(job, {
+    turn: turnOfJob(job, meta), userEl, pending, view: state.view, asked: meta.count || 1, resumed: true,
+  });
 }
 
-/** Without an account jobs belong to no conversation: this tab remembers them. */
+/**
+ * Without an account jobs belong to no conversation: this tab remembers
+ * them, and draws the unfinished (or unseen) ones again after a reload or
+ * a "New conversation".
+ */
 export async function resumeAnonymousJobs() {
   const view = state.view;
-  const found = await Promise.all(anonymousJobs().map(async (meta) => {
+  const known = new Set([...followers.values()].filter(Boolean));
+  const found = await Promise.all(anonymousJobs().filter((meta) => !known.has(meta.id)).map(async (meta) => {
     try {
       return { job: await fetchJob(meta.id), meta };
     } catch (error) {
@@ -621,4 +766,27 @@ export async function resumeAnonymousJobs() {
   if (view !== state.view || state.user) return;
   for (const entry of found) if (entry) resumeJob(entry.job, entry.meta);
   if (found.some(Boolean)) scrollToBottom();
+}
+
+// ---- what was made without an account, when the user logs in ------------------------------
+
+/** How many turns on the page were made without an account (none of them stored). */
+export function unsavedTurns() {
+  return messagesEl().querySelectorAll(".msg-user[data-unsaved]").length;
+}
+
+/**
+ * Logged in with results made before: they stay on the page, under a note
+ * that says they are not in the history and leave with the next
+ * conversation opened (no route stores a finished job's images: see the
+ * report), until the page changes conversation.
+ */
+export function keepUnsavedTurns() {
+  messagesEl().querySelector(".unsaved-note")?.remove();
+  const note = h("aside", { class: "unsaved-note", role: "note" },
+    icon("info"),
+    h("p", { i18n: "anon.keptNote" }));
+  messagesEl().append(note);
+  updateEmpty();
+  scrollToBottom();
 }
