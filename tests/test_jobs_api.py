@@ -511,6 +511,7 @@ def test_a_retry_is_streamed_and_shown(gemini_app, fake_gemini):
     assert retrying["status"] == "running"
     assert retrying["retry"]["attempt"] == 2
     assert retrying["retry"]["delay_s"] >= 1.0  # the upstream's RetryInfo is honoured
+    assert retrying["retry"]["reason"] == "upstream_rate_limited"  # what is being waited out
     assert (shown["status"], shown["retry"]) == ("running", retrying["retry"])
     names = [event.event for event in events]
     assert names[-1] == "succeeded" and names.count("succeeded") == 1

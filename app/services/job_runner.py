@@ -161,8 +161,10 @@ def run_claimed(job_id: str, worker: str) -> float:
     db.session.commit()  # no connection held across the upstream call
     watch = Watch(
         on_attempt=lambda attempt: _on_attempt(job_id, attempt),
-        on_retry=lambda number, delay: _update(
-            job_id, retry={"attempt": number, "delay_s": round(delay, 2)}, revision=Job.revision + 1
+        on_retry=lambda number, delay, reason: _update(
+            job_id,
+            retry={"attempt": number, "delay_s": round(delay, 2), "reason": reason},
+            revision=Job.revision + 1,
         ),
         should_stop=lambda: _cancel_requested(job_id),
     )

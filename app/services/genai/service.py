@@ -89,7 +89,8 @@ class Watch:
     call in flight finish and starts no other)."""
 
     on_attempt: OnAttempt | None = None
-    on_retry: Callable[[int, float], None] | None = None
+    # (the attempt about to be made, the wait before it, the refusal's code)
+    on_retry: Callable[[int, float, str | None], None] | None = None
     should_stop: Callable[[], bool] | None = None
 
 
@@ -225,7 +226,9 @@ class GenAIService:
         def before_sleep(state: RetryCallState) -> None:
             _log_retry(state)
             if watch.on_retry is not None:
-                watch.on_retry(state.attempt_number + 1, state.upcoming_sleep)
+                error = state.outcome.exception() if state.outcome else None
+                reason = getattr(error, "code", None)
+                watch.on_retry(state.attempt_number + 1, state.upcoming_sleep, reason)
 
         retrying = Retrying(
             retry=retry_if_exception(_is_retryable),

@@ -34,6 +34,9 @@ class JobListQuery(Schema):
 class JobRetry(Schema):
     attempt: int = Field(description="The attempt about to be made (2 = first retry)")
     delay_s: float
+    reason: str | None = Field(
+        None, description="The upstream's refusal being waited out (an error code)"
+    )
 
 
 class JobResult(Schema):
