@@ -1,5 +1,8 @@
 """Benchmarks of issue 7: upstream efficiency, pacing, responsiveness under
-saturation, load shedding, overhead and memory, history, request-path ceiling.
+saturation, load shedding, overhead and memory, history, request-path ceiling;
+and of issue 13: background jobs while the upstream is saturated (J1-J4,
+bench/job_streams.py); and of issue 17: the page's weight on the wire, before
+and after (W1-W3, bench/page_weight.py).
 
     .venv/bin/python bench/run.py                 # 3 runs of everything (make bench)
     .venv/bin/python bench/run.py --quick         # 1 short run
@@ -27,6 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import servers
+from page_weight import ROWS as PAGE_WEIGHT_ROWS
 from scenarios import SCENARIOS, Options
 
 # (scenario, figure, label, unit, goal as (op, value) or None)
@@ -118,6 +122,74 @@ TABLE = [
         "1/s",
         None,
     ),
+    # Issue 13, background jobs (bench/job_streams.py), upstream saturated.
+    ("jobs", "submit_p50_ms", "J1 202 to Prefer: respond-async, gate full, p50", "ms", None),
+    ("jobs", "submit_p99_ms", "J1 202 to Prefer: respond-async, gate full, p99", "ms", ("<", 200)),
+    ("jobs", "submit_not_202", "J1 submissions not answered 202", "count", ("==", 0)),
+    ("jobs", "gate_full", "J1 a sync request is refused 503 meanwhile", "bool", ("==", True)),
+    ("jobs", "submit_cpu_ms", "J1 app CPU per submission", "ms", None),
+    ("jobs", "health_base_p50_ms", "J2 GET /health, gate full, no streams, p50", "ms", None),
+    ("jobs", "health_base_p99_ms", "J2 GET /health, gate full, no streams, p99", "ms", None),
+    ("jobs", "app_cpu_share_base", "J2 app CPU, gate full, no streams", "ratio", None),
+    ("jobs", "streams_opened", "J2 event streams open", "count", None),
+    ("jobs", "health_p50_ms", "J2 GET /health with the streams open, p50", "ms", None),
+    ("jobs", "health_p99_ms", "J2 GET /health with the streams open, p99", "ms", ("<", 50)),
+    ("jobs", "app_cpu_share_streams", "J2 app CPU with the streams open", "ratio", None),
+    (
+        "jobs",
+        "stream_events_during_health",
+        "J2 events sent meanwhile (queue moves)",
+        "count",
+        None,
+    ),
+    ("jobs", "rss_before_streams_mb", "J2 app RSS before the streams", "MB", None),
+    ("jobs", "rss_streams_mb", "J2 app RSS with the streams open (peak)", "MB", None),
+    ("jobs", "threads_before_streams", "J2 app threads before the streams", "count", None),
+    ("jobs", "threads_streams", "J2 app threads with the streams open", "count", None),
+    ("jobs", "end_to_event_p50_ms", "J3 job end → final event at the client, p50", "ms", None),
+    (
+        "jobs",
+        "end_to_event_p99_ms",
+        "J3 job end → final event at the client, p99",
+        "ms",
+        ("<", 250),
+    ),
+    ("jobs", "end_to_event_no_final", "J3 streams ended without a final event", "count", ("==", 0)),
+    ("jobs", "finals_behind_herd", "J3 finals read after >= 20 other events", "count", None),
+    ("jobs", "end_to_event_herd_p50_ms", "J3 those finals, p50", "ms", None),
+    ("jobs", "app_cpu_ms_per_event", "J3 app CPU per event sent (with the jobs' own)", "ms", None),
+    ("jobs", "app_cpu_share_finishing", "J3 app CPU while the queue moves", "ratio", None),
+    ("jobs_cross", "cross_end_to_event_p50_ms", "J3 across processes, p50", "ms", None),
+    ("jobs_cross", "cross_end_to_event_p99_ms", "J3 across processes, p99", "ms", None),
+    (
+        "jobs_herd",
+        "herd_cpu_ms_per_stream",
+        "J4 one queue move: app CPU per stream woken",
+        "ms",
+        None,
+    ),
+    (
+        "jobs_herd",
+        "herd_last_event_p50_ms",
+        "J4 one queue move: until the last stream's event",
+        "ms",
+        None,
+    ),
+    (
+        "jobs_herd",
+        "herd_canceled_final_p50_ms",
+        "J4 the canceled head's final event, p50",
+        "ms",
+        None,
+    ),
+]
+
+# Issue 17 point 13 (bench/page_weight.py): each figure before (the features
+# off) and after; the goals are the after's.
+TABLE += [
+    ("page_weight", f"{when}_{key}", f"{label} ({when})", unit, goal if when == "after" else None)
+    for key, label, unit, goal in PAGE_WEIGHT_ROWS
+    for when in ("before", "after")
 ]
 
 

@@ -11,7 +11,9 @@ import statistics
 import time
 from dataclasses import dataclass
 
+from job_streams import jobs_cross, jobs_herd, jobs_saturated
 from loadgen import Client, Sample, burst, percentile, run_closed_loop
+from page_weight import page_weight
 from servers import App, BareApp, FakeGemini, cpu_seconds, memory_kb, reset_peak_rss
 
 GEN_PATH = "/v1/generate"
@@ -485,4 +487,8 @@ SCENARIOS = {
     "overhead": overhead,  # 5
     "history": history,  # 6
     "ceiling": ceiling,  # 7
+    "jobs": jobs_saturated,  # issue 13: J1, J2, J3
+    "jobs_cross": jobs_cross,  # issue 13: J3 across two processes
+    "jobs_herd": jobs_herd,  # issue 13: J4, the cost of one queue move
+    "page_weight": page_weight,  # issue 17: W1-W3, bytes on the wire, before and after
 }

@@ -108,6 +108,9 @@ class App:
     port: int = 0
     workdir: Path | None = None
     process: subprocess.Popen | None = None
+    # What is run in place of wsgi.py (bench/page_weight_app.py: the app
+    # with its page-weight features off).
+    script: str = "wsgi.py"
 
     def start(self) -> App:
         self.port = free_port()
@@ -138,7 +141,7 @@ class App:
         self.stderr_path = self.workdir / "stderr.log"
         with open(self.stderr_path, "wb") as stderr:
             self.process = subprocess.Popen(
-                [PYTHON, "wsgi.py"],
+                [PYTHON, self.script],
                 cwd=APP_ROOT,
                 env=env,
                 stdout=stderr,
