@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from app.web.schemas.common import MAX_ID, MessageOut, Schema
+from app.web.schemas.imaging import ImagingOut
 
 JOB_ID = Field(min_length=8, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")
 
@@ -39,20 +40,10 @@ class JobRetry(Schema):
     )
 
 
-class JobResult(Schema):
+class JobResult(ImagingOut):
     """The synchronous answer's shape, with image URLs instead of base64."""
 
     images: list[str] = Field(description="URLs of the images (GET, same access as the job)")
-    texts: list[str] = []
-    image_ids: list[int] = Field(default_factory=list, description="When stored")
-    model: str
-    finish_reasons: list[str] = []
-    usage: dict[str, int] = {}
-    warnings: list[dict] = []
-    duration_ms: int = 0
-    conversation_id: int | None = None
-    user_message: MessageOut | None = None
-    message: MessageOut | None = None
 
 
 class JobOut(Schema):
