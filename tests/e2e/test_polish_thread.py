@@ -556,6 +556,8 @@ def test_offline_results_and_the_picker_name_the_offline_engine(
     assert options.count() >= 1
     for text in options.all_inner_texts():
         assert text.startswith(engine), text
+    # So does the hint under the picker (the model's limits).
+    expect(page.locator("#set-model-hint")).to_contain_text(engine)
     # The request still names the model.
     send(page, "make it red")
     wait_images_loaded(page, RESULT_IMAGES, 2)
@@ -571,6 +573,7 @@ def test_gemini_results_name_the_model(gemini_server, fake, open_page):
     expect(meta.locator(".engine-offline")).to_have_count(0)
     for text in page.locator("#set-model option").all_inner_texts():
         assert "Offline" not in text
+    expect(page.locator("#set-model-hint")).not_to_contain_text("Offline")
 
 
 # ---- 12. the login dialog ----------------------------------------------------------------

@@ -62,8 +62,11 @@ function renderModelOptions() {
 
 function renderModelLimits() {
   const model = currentModel();
+  // Offline, the picker's names stand for the local engine: the hint says so.
+  const id = model && state.provider === "offline"
+    ? t("settings.offlineModel", { name: model.id }) : model?.id;
   $("#set-model-hint").textContent = model
-    ? t("settings.modelHint", { id: model.id, n: model.max_input_images ?? "?" }) : "";
+    ? t("settings.modelHint", { id, n: model.max_input_images ?? "?" }) : "";
   const aspects = model?.aspect_ratios || [];
   const sizes = model?.image_sizes || [];
   // Until the catalog has arrived, keep the saved choices as they are.
