@@ -140,6 +140,7 @@ def _run_multipart(kind, form: ImageForm):
         uploads=[upload.read() for upload in form.files],
         source_image_ids=form.source_image_ids,
         conv_id=form.conv_id,
+        retry_of=form.retry_of,
     )
 
 
@@ -159,7 +160,13 @@ def list_models():
 def generate(body: GenerateBody):
     """Text to image. Returns base64 PNGs (`images`) and the model's `texts`.
     With `Prefer: respond-async`: 202 and the job (`Location: /v1/jobs/{id}`)."""
-    return _run("generate", prompt=body.prompt, options=body.options(), conv_id=body.conv_id)
+    return _run(
+        "generate",
+        prompt=body.prompt,
+        options=body.options(),
+        conv_id=body.conv_id,
+        retry_of=body.retry_of,
+    )
 
 
 @bp.post("/edit", responses={200: ImagingOut, 202: JobOut, **ERRORS})

@@ -168,12 +168,47 @@ class TurnRecord:
     error_message: str | None = None
 
 
-def record_turn(user: User, conversation_id: int, turn: TurnRecord) -> tuple[Message, Message]:
+def failed_turn(user: User | None, conversation_id: int, reply_id: int) -> tuple[int, ...]:
+    """The ids of a failed turn of the user's conversation (its prompt and
+    its failed reply), for a retry to replace; NotFound otherwise."""
+    conversation = get_owned(user, conversation_id)
+    reply = db.session.execute(
+        select(Message.id).where(
+            Message.id == reply_id,
+            Message.conversation_id == conversation.id,
+            Message.role == "assistant",
+            Message.error_code.is_not(None),
+        )
+    ).scalar_one_or_none()
+    if reply is None:
+        raise NotFound(
+            _l("Message %(id)s is not a failed reply in this conversation.", id=reply_id),
+            code="retry_not_found",
+        )
+    asked = db.session.execute(
+        select(Message.id)
+        .where(
+            Message.conversation_id == conversation.id,
+            Message.role == "user",
+            Message.id < reply,
+        )
+        .order_by(Message.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    return (reply,) if asked is None else (asked, reply)
+
+
+def record_turn(
+    user: User, conversation_id: int, turn: TurnRecord, replaces: tuple[int, ...] = ()
+) -> tuple[Message, Message]:
     """Write the user's message and the assistant's reply in one transaction,
     and bump the conversation's counters with an atomic UPDATE (no
-    read-modify-write, so concurrent turns lose nothing)."""
+    read-modify-write, so concurrent turns lose nothing). `replaces` names a
+    failed turn this one tries again (failed_turn): it goes in the same
+    transaction, so a retry is one turn however often it is tried."""
     conversation = get_owned(user, conversation_id)
     now = utcnow()
+    orphans: list[str] = []
     with write_transaction() as session:
         images = stored_images.upsert_rows(
             session, conversation.user_id, turn.inputs + turn.outputs
@@ -220,9 +255,11 @@ def record_turn(user: User, conversation_id: int, turn: TurnRecord) -> tuple[Mes
                 )
                 for position, stored in enumerate(message_images)
             )
+        removed = _remove_messages(session, conversation.id, replaces) if replaces else ([], 0)
+        orphans, count = removed
         values: dict = {
             "updated_at": now,
-            "message_count": Conversation.message_count + 2,
+            "message_count": Conversation.message_count + 2 - count,
             "last_prompt": turn.prompt[:500],
         }
         if turn.outputs:
@@ -238,7 +275,24 @@ def record_turn(user: User, conversation_id: int, turn: TurnRecord) -> tuple[Mes
         )
     session.refresh(user_message)
     session.refresh(reply)
+    stored_images.remove_files(orphans)
     return user_message, reply
+
+
+def _remove_messages(session, conversation_id: int, ids) -> tuple[list[str], int]:
+    """Delete these messages of the conversation (those still there), and
+    the rows of images nothing links any more; the files' hashes to remove
+    after the commit, and how many messages went."""
+    ids = list(ids)
+    image_ids = set(
+        session.execute(select(MessageImage.image_id).where(MessageImage.message_id.in_(ids)))
+        .scalars()
+        .all()
+    )
+    gone = session.execute(
+        delete(Message).where(Message.id.in_(ids), Message.conversation_id == conversation_id)
+    ).rowcount
+    return stored_images.delete_orphans(session, image_ids), gone
 
 
 def _auto_title(prompt: str) -> str:

@@ -80,6 +80,8 @@ class Prepared:
     conversation_id: int | None = None
     language: str | None = None
     warnings: list[dict] = field(default_factory=list)
+    # A failed turn this request tries again (its message ids): replaced when recorded.
+    replaces: tuple[int, ...] = ()
 
     @property
     def images_asked(self) -> int:
@@ -97,6 +99,7 @@ def run(
     conv_id: int | None = None,
     language: str | None = None,
     caller: quota.Caller | None = None,
+    retry_of: int | None = None,
 ) -> ImagingResult:
     """`caller` says who pays (user, token, address, request id); without
     one, `user` alone (the CLI: no address, only the install's budget)."""
@@ -109,6 +112,7 @@ def run(
         source_image_ids=source_image_ids,
         conv_id=conv_id,
         language=language,
+        retry_of=retry_of,
     )
     return execute(prepared, caller or quota.Caller(user=user))
 
@@ -123,6 +127,7 @@ def prepare(
     source_image_ids: list[int] = (),
     conv_id: int | None = None,
     language: str | None = None,
+    retry_of: int | None = None,
 ) -> Prepared:
     """Everything a client can get wrong, refused before anything is spent
     or queued. A background job is prepared at the door, run later."""
@@ -147,6 +152,15 @@ def prepare(
                 }
             )
 
+    replaces: tuple[int, ...] = ()
+    if retry_of is not None:
+        if conversation_id is None:
+            raise InvalidInput(
+                _l("retry_of names a failed turn of a conversation: send its conv_id too."),
+                code="retry_needs_conversation",
+            )
+        replaces = conversations.failed_turn(user, conversation_id, retry_of)
+
     total_images = len(uploads) + len(source_image_ids)
     service.catalog.check_options(model, options, images=total_images)
     if total_images < MIN_IMAGES[kind]:
@@ -163,6 +177,7 @@ def prepare(
         conversation_id=conversation_id,
         language=language,
         warnings=warnings,
+        replaces=replaces,
     )
 
 
@@ -231,7 +246,10 @@ def execute(prepared: Prepared, caller: quota.Caller, watch: Watch | None = None
                 error_code=error.code,
                 error_message=error.text("en"),
             )
-            _record_failure(user, prepared.conversation_id, failed)
+            stored = _record_failure(user, prepared.conversation_id, failed, prepared.replaces)
+            if stored is not None:
+                # Which message records this failure: a retry names it (retry_of).
+                error.extra = {**error.extra, "message_id": stored.id}
         raise
     duration_ms = _elapsed_ms(started)
 
@@ -253,7 +271,9 @@ def execute(prepared: Prepared, caller: quota.Caller, watch: Watch | None = None
             finish_reasons=outcome.finish_reasons,
             usage=outcome.usage,
         )
-        user_message, reply = conversations.record_turn(user, prepared.conversation_id, turn)
+        user_message, reply = conversations.record_turn(
+            user, prepared.conversation_id, turn, prepared.replaces
+        )
         result.conversation_id = prepared.conversation_id
         result.user_message = user_message
         result.message = reply
@@ -390,9 +410,11 @@ def _turn(prepared: Prepared, duration_ms: int, **outcome) -> conversations.Turn
     )
 
 
-def _record_failure(user, conversation_id, turn: conversations.TurnRecord) -> None:
+def _record_failure(user, conversation_id, turn: conversations.TurnRecord, replaces=()):
+    """The failed reply as stored, or None."""
     try:
-        conversations.record_turn(user, conversation_id, turn)
+        return conversations.record_turn(user, conversation_id, turn, replaces)[1]
     except Exception:  # the caller's error matters more than the record of it
         db.session.rollback()
         current_app.logger.exception("could not record failed turn")
+        return None

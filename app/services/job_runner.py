@@ -230,6 +230,7 @@ def _prepared(job: Job) -> generation.Prepared:
         conversation_id=job.conversation_id,
         language=job.payload.get("language"),
         warnings=list(job.payload.get("warnings") or []),
+        replaces=tuple(job.payload.get("replaces") or ()),
     )
 
 

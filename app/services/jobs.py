@@ -94,6 +94,7 @@ def submit(prepared: generation.Prepared, caller: quota.Caller) -> Job:
             "language": prepared.language,
             "inputs": inputs,
             "warnings": prepared.warnings,
+            "replaces": list(prepared.replaces),
         },
         revision=1,
         attempts=0,

@@ -500,6 +500,8 @@ def test_a_failed_turn_keeps_its_prompt_and_a_retry_is_the_same_turn(
     with page.expect_response("**/v1/generate") as again:
         card.locator(".retry-btn").click()
     assert again.value.status == 202
+    # The retry names the failure the server stored, which it replaces.
+    assert again.value.request.post_data_json["retry_of"] == job_error_message_id(page, job)
     wait_images_loaded(page, RESULT_IMAGES, 1)
     # In place: one prompt, one answer, and the text put back is spent.
     expect(page.locator(".msg-user")).to_have_count(1)
@@ -507,17 +509,25 @@ def test_a_failed_turn_keeps_its_prompt_and_a_retry_is_the_same_turn(
     expect(page.locator(".error-card")).to_have_count(0)
     expect(page.locator("#prompt")).to_have_value("")
 
-    # The server stores each try (see the report); a reload still shows one turn.
+    # The server keeps one turn too: the retry replaced the stored failure.
     conv_id = job["conversation_id"]
     stored = page.request.get(
         f"/conversations/{conv_id}/messages", headers={"X-CSRF-Token": session["csrf_token"]}
     ).json()["items"]
-    assert [m["role"] for m in stored] == ["user", "assistant", "user", "assistant"]
+    assert [m["role"] for m in stored] == ["user", "assistant"]
+    assert stored[1]["error"] is None
     goto_ready(page)
     wait_images_loaded(page, RESULT_IMAGES, 1)
     expect(page.locator(".msg-user")).to_have_count(1)
     expect(page.locator(".msg-user .msg-text")).to_have_text("a banana on a bad day")
     expect(page.locator(".error-card")).to_have_count(0)
+
+
+def job_error_message_id(page, job) -> int:
+    """The stored failure a failed job's error names."""
+    failed = page.request.get(job["links"]["self"]).json()
+    assert failed["status"] == "failed"
+    return failed["error"]["message_id"]
 
 
 def test_a_different_prompt_after_a_failure_keeps_the_failure(gemini_server, fake, open_page):

@@ -128,10 +128,11 @@ function errorCard({ message, code, upstream, note = null, noteKey = null }, act
 const inputIds = (message) => (message.input_images || []).map((image) => image.id).join(",");
 
 /**
- * A failed turn sent again is one turn. The server stores each try (see the
- * report: a retry_of parameter would let it replace the failure), so a
- * failure followed at once by the same prompt with the same images is left
- * out: a reload shows the turn once, as the page did.
+ * A failed turn sent again is one turn. The page's Retry names the stored
+ * failure (retry_of) and the server replaces it; history written before that
+ * (or by a client retrying without it) may hold a failure followed at once
+ * by the same prompt with the same images: it is left out, so a reload shows
+ * the turn once.
  */
 function withoutRetried(items) {
   const kept = [];
@@ -523,6 +524,7 @@ function cancelled(job) {
 function buildRequest(turn) {
   const params = { ...turn.params };
   if (turn.convId) params.conv_id = turn.convId;
+  if (turn.convId && turn.retryOf) params.retry_of = turn.retryOf;
   if (turn.mode === "generate") return { url: "/v1/generate", options: { json: { prompt: turn.prompt, ...params } } };
   const form = new FormData();
   form.append("prompt", turn.prompt);
@@ -600,7 +602,9 @@ function showFailure(error, { turn, userEl, pending }) {
   // Retry is the same turn: its card gives way to the new placeholder, under the same prompt.
   const failed = failure(error, turn, turn ? () => {
     failed.remove();
-    runTurn(turn, userEl);
+    // The server stored the failure (message_id): the retry replaces it there too.
+    const stored = error.body?.message_id;
+    runTurn(stored && turn.convId ? { ...turn, retryOf: stored } : turn, userEl);
   } : null);
   pending.el.replaceWith(failed);
   scrollToBottom();

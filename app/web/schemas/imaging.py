@@ -55,6 +55,13 @@ class OptionFields(Schema, GenerationOptions):
     conv_id: int | None = Field(
         None, ge=1, le=MAX_ID, description="Store the turn in this conversation (logged in)"
     )
+    retry_of: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_ID,
+        description="A failed reply of conv_id this request tries again: the new turn replaces "
+        "that failed one (an error answer names it as `message_id`)",
+    )
 
     @model_validator(mode="before")
     @classmethod
