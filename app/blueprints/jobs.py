@@ -13,13 +13,15 @@ from app.services import conversations, jobs
 from app.web.client import client_address
 from app.web.job_events import parse_last_event_id, stream
 from app.web.pipeline import require_user
-from app.web.schemas.common import ErrorOut, error_responses
+from app.web.schemas.common import ErrorOut, MessageOut, error_responses
 from app.web.schemas.jobs import (
     JobImagePath,
     JobListQuery,
     JobOut,
     JobPageOut,
     JobPath,
+    JobSaveBody,
+    JobSavedOut,
     job_out,
 )
 
@@ -82,6 +84,22 @@ def cancel_job(path: JobPath):
     upstream call, billing nothing more (202, `cancel_requested`)."""
     job = jobs.cancel(viewer(), path.job_id)
     return describe(job, jobs.position_of(job)), 200 if job.status == jobs.CANCELED else 202
+
+
+@bp.post(
+    "/jobs/<job_id>/save",
+    responses={200: JobSavedOut, 401: ErrorOut, 404: ErrorOut, 409: ErrorOut},
+)
+def save_job(path: JobPath, body: JobSaveBody):
+    """File a finished job made without login (or one of yours made outside a
+    conversation) into your conversation: its prompt and images, with no new
+    upstream call. Once: a second save is 409."""
+    user_message, reply = jobs.save_to_conversation(require_user(), path.job_id, body.conv_id)
+    return JobSavedOut(
+        conversation_id=body.conv_id,
+        user_message=MessageOut.of(user_message),
+        message=MessageOut.of(reply),
+    ).model_dump(mode="json")
 
 
 @bp.get("/jobs/<job_id>/images/<int:index>", responses={200: None, 304: None, 404: ErrorOut})

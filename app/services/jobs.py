@@ -22,12 +22,11 @@ from sqlalchemy import and_, func, or_, select, update
 
 from app import private_files
 from app.db import write_transaction
-from app.errors import JobFinished, NotFound, QueueFull, TooManyJobs
+from app.errors import JobFinished, JobNotSaveable, NotFound, QueueFull, TooManyJobs
 from app.extensions import db
 from app.models import Job, User, utcnow
-from app.services import generation, quota
-from app.services.conversations import decode_cursor, encode_cursor
-from app.services.image_codec import CleanImage
+from app.services import conversations, generation, quota, stored_images
+from app.services.image_codec import CleanImage, read_upload_header
 
 QUEUED, RUNNING = "queued", "running"
 SUCCEEDED, FAILED, CANCELED = "succeeded", "failed", "canceled"
@@ -227,7 +226,7 @@ def list_for(
     if conversation_id is not None:
         stmt = stmt.where(Job.conversation_id == conversation_id)
     if cursor:
-        created, job_id = decode_cursor(cursor, datetime.fromisoformat, str)
+        created, job_id = conversations.decode_cursor(cursor, datetime.fromisoformat, str)
         stmt = stmt.where(
             or_(Job.created_at < created, and_(Job.created_at == created, Job.id < job_id))
         )
@@ -236,7 +235,7 @@ def list_for(
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1].created_at.isoformat(), rows[-1].id)
+        next_cursor = conversations.encode_cursor(rows[-1].created_at.isoformat(), rows[-1].id)
     positions = {}
     if any(job.status == QUEUED for job in rows):
         positions = queue_positions(int(current_app.config["JOB_MAX_QUEUED"]) * 2)
@@ -272,6 +271,66 @@ def cancel(viewer: User | None, job_id: str) -> Job:
     changed(job.id)
     db.session.refresh(job)
     return job
+
+
+# ---- saving a result made without login ------------------------------------
+
+
+def save_to_conversation(viewer: User, job_id: str, conversation_id: int):
+    """File a finished job's prompt and result images into the viewer's
+    conversation, without calling the model again (it was paid for when it
+    ran): a job made without login, or one of the viewer's own made outside a
+    conversation. The job becomes the viewer's; a second save is a 409. The
+    (user message, reply) recorded."""
+    job = get_for(viewer, job_id)
+    conversation = conversations.get_owned(viewer, conversation_id)
+    files = (job.result or {}).get("image_files") or []
+    if job.conversation_id is not None or job.status not in (SUCCEEDED, CANCELED) or not files:
+        raise JobNotSaveable()
+    outputs = []
+    for name in files:
+        try:
+            data = (job_dir(job.id) / name).read_bytes()
+        except FileNotFoundError:
+            raise NotFound(code="image_missing") from None
+        header = read_upload_header(data)
+        outputs.append(
+            stored_images.save(CleanImage(data=data, width=header.width, height=header.height))
+        )
+    with write_transaction() as session:
+        # Claimed first: two saves at once make one turn.
+        claimed = session.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.conversation_id.is_(None))
+            .values(conversation_id=conversation.id, user_id=viewer.id, revision=Job.revision + 1)
+        ).rowcount
+    if not claimed:
+        raise JobNotSaveable()
+    result = job.result
+    turn = conversations.TurnRecord(
+        kind=job.kind,
+        prompt=job.prompt,
+        params=dict(job.payload.get("options") or {}),
+        inputs=[],  # the job's inputs went when it finished
+        outputs=outputs,
+        texts=result.get("texts") or [],
+        model=result.get("model") or job.model,
+        finish_reasons=result.get("finish_reasons") or [],
+        usage=result.get("usage") or {},
+        duration_ms=result.get("duration_ms"),
+    )
+    try:
+        recorded = conversations.record_turn(viewer, conversation.id, turn)
+    except BaseException:
+        with write_transaction() as session:
+            session.execute(
+                update(Job)
+                .where(Job.id == job.id)
+                .values(conversation_id=None, user_id=job.user_id)
+            )
+        raise
+    changed(job.id)
+    return recorded
 
 
 # ---- change notices ---------------------------------------------------------

@@ -156,7 +156,7 @@ def test_another_users_id_is_404_on_every_route(app, via):
     alice, alice_headers, _ = signup(app, "alice")
     theirs = owned_resources(alice, alice_headers, "alice")
     mallory, mallory_headers, _ = signup(app, "mallory")
-    owned_resources(mallory, mallory_headers, "mallory")  # so Mallory's own ids exist too
+    hers = owned_resources(mallory, mallory_headers, "mallory")  # so her own ids exist too
     if via == "bearer":
         token = mallory.post("/auth/tokens", json={"name": "t"}, headers=mallory_headers)
         mallory = app.test_client()
@@ -165,9 +165,9 @@ def test_another_users_id_is_404_on_every_route(app, via):
     checked = []
     for method, rule, endpoint in routes(app, with_ids=True):
         url = url_for(rule, theirs)
-        response = mallory.open(
-            url, method=method, json={"title": "mine now"}, headers=mallory_headers
-        )
+        # A valid body (her own conversation to file into), so only the id can refuse.
+        body = {"title": "mine now", "conv_id": hers["conv_id"]}
+        response = mallory.open(url, method=method, json=body, headers=mallory_headers)
         checked.append((method, rule.rule))
         if via == "bearer" and endpoint in SESSION_ONLY_ENDPOINTS:
             assert response.status_code == 403, (method, url, response.status_code)
@@ -206,6 +206,7 @@ def test_another_users_id_is_404_on_every_route(app, via):
         "/v1/jobs/<job_id>",
         "/v1/jobs/<job_id>/events",
         "/v1/jobs/<job_id>/images/<int:index>",
+        "/v1/jobs/<job_id>/save",
     } <= covered
     report(f"idor[{via}]", routes=len(checked) + 2, refused=len(checked) + 2)
 

@@ -32,6 +32,16 @@ class JobListQuery(Schema):
     cursor: str | None = Field(None, max_length=500)
 
 
+class JobSaveBody(Schema):
+    conv_id: int = Field(ge=1, le=MAX_ID, description="Your conversation to file it in")
+
+
+class JobSavedOut(Schema):
+    conversation_id: int
+    user_message: MessageOut
+    message: MessageOut
+
+
 class JobRetry(Schema):
     attempt: int = Field(description="The attempt about to be made (2 = first retry)")
     delay_s: float
