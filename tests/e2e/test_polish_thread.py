@@ -472,10 +472,12 @@ def test_the_progress_line_says_the_server_is_waiting(one_worker_server, fake, o
     pending = page.locator(PENDING)
     expect(pending).to_have_attribute("data-state", "retrying")
     wait = pending.locator(".job-wait")
-    expect(wait).to_have_text(re.compile(r"^Waiting [1-4] s before trying again$"))
+    # The job says what it waits out (retry.reason): the model's rate limit.
+    phrase = "Rate limited by the model: trying again in {} s"
+    expect(wait).to_have_text(re.compile("^" + re.escape(phrase).replace(r"\{\}", "[1-4]") + "$"))
     seconds = int(re.search(r"\d", wait.inner_text()).group())
     # It counts down, then the result comes.
-    expect(wait).not_to_have_text(f"Waiting {seconds} s before trying again", timeout=2500)
+    expect(wait).not_to_have_text(phrase.format(seconds), timeout=2500)
     wait_images_loaded(page, RESULT_IMAGES, 1)
     assert fake.calls == 2
 
