@@ -458,3 +458,150 @@ def test_display_route_is_in_the_openapi_document(client):
     assert {"200", "304", "404"} <= set(operation["responses"])
     ref = spec["components"]["schemas"]["ImageRef"]
     assert "display_url" in ref["properties"] and "display_url" in ref["required"]
+
+
+# ---- the first load's last kilobytes (W1 < 80 KB) -------------------------------------------
+
+JS = STATIC / "js"
+STATIC_IMPORT = re.compile(r'^import\s[^;]*?\sfrom\s+"(\./[^"]+)";', re.M | re.S)
+DYNAMIC_IMPORT = re.compile(r'\bimport\("(\./[^"]+)"\)')
+ON_DEMAND = {
+    *("admin.js", "usage.js", "tokens.js", "password.js"),
+    *("i18n/en.js", "i18n/zh.js", "i18n/en-account.js", "i18n/zh-account.js"),
+}
+
+
+def static_graph(entry: str = "main.js") -> set[str]:
+    """The modules the browser fetches before main.js runs: its static
+    imports, and theirs."""
+    seen, todo = set(), [entry]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        source = (JS / name).read_text(encoding="utf-8")
+        base = Path(name).parent
+        for relative in STATIC_IMPORT.findall(source):
+            todo.append((base / relative).as_posix().removeprefix("./"))
+    return seen
+
+
+def test_what_a_new_visitor_never_needs_is_not_in_the_static_module_graph():
+    graph = static_graph()
+    assert {"main.js", "i18n.js", "quota.js", "thread.js", "api.js"} <= graph
+    assert graph & ON_DEMAND == set(), sorted(graph & ON_DEMAND)
+    # ...and each of them is fetched with import() by the module that needs it.
+    dynamic = set()
+    for name in ("main.js", "i18n.js"):
+        dynamic |= {
+            rel.removeprefix("./")
+            for rel in DYNAMIC_IMPORT.findall((JS / name).read_text(encoding="utf-8"))
+        }
+    assert dynamic == ON_DEMAND
+    for name in ON_DEMAND:
+        assert (JS / name).is_file(), name
+
+
+def _table_keys(name: str) -> set[str]:
+    source = (JS / "i18n" / name).read_text(encoding="utf-8")
+    body = source[source.index("export default {") :]
+    return set(re.findall(r'^\s+"?([\w.]+)"?:', body, re.M))
+
+
+def test_both_language_tables_have_the_same_keys_and_every_key_the_page_uses():
+    """The strings moved from i18n.js into i18n/<lang>.js and
+    i18n/<lang>-account.js, one language at a time: neither language may lack
+    a key (no English fallback is at hand when only Chinese is loaded), and
+    what the page shows before a login is never in the account part."""
+    page_en, page_zh = _table_keys("en.js"), _table_keys("zh.js")
+    account_en, account_zh = _table_keys("en-account.js"), _table_keys("zh-account.js")
+    assert len(page_en) > 150 and len(account_en) > 100
+    assert page_en == page_zh, {
+        "only en": sorted(page_en - page_zh),
+        "only zh": sorted(page_zh - page_en),
+    }
+    assert account_en == account_zh, sorted(account_en ^ account_zh)
+    assert page_en & account_en == set()
+    assert all(re.match(r"(admin|usage|tokens|password)\.", key) for key in account_en)
+    en = page_en | account_en
+    page = (STATIC.parent / "templates" / "index.html").read_text(encoding="utf-8")
+    used = set(re.findall(r'data-i18n(?:-[a-z-]+)?="([\w.]+)"', page))
+    before_login = set()
+    for path in JS.glob("*.js"):
+        code = path.read_text(encoding="utf-8")
+        keys = set(re.findall(r'\bt\("([\w.]+)"', code))
+        keys |= set(re.findall(r'i18n(?:Label)?: "([\w.]+)"', code))
+        used |= keys
+        if path.name in static_graph():
+            before_login |= keys
+    assert len(used) > 100
+    assert used - en == set(), sorted(used - en)
+    # Modules loaded with the page use the page's strings only.
+    assert before_login - page_en == set(), sorted(before_login - page_en)
+    assert "STRINGS" not in (JS / "i18n.js").read_text(encoding="utf-8")
+
+
+def test_the_language_tables_are_served_under_the_hash(app, client):
+    version = app.extensions["assets"]["static"].version
+    i18n_url = f"/static/{version}/js/i18n.js"
+    source = client.get(i18n_url, headers=GZIP)
+    assert source.status_code == 200
+    tables = DYNAMIC_IMPORT.findall(gzip.decompress(source.data).decode())
+    assert len(tables) == 4
+    for relative in tables:
+        url = urljoin(i18n_url, relative)
+        assert url.startswith(f"/static/{version}/js/i18n/")
+        response = client.get(url)
+        assert response.status_code == 200, url
+        assert response.headers["Cache-Control"] == IMMUTABLE
+        assert b"\nexport default {\n" in response.data
+
+
+DOCUMENT_ONLY = ("Content-Security-Policy", "X-Frame-Options")
+
+
+def test_scripts_styles_and_pictures_carry_only_the_headers_that_act_on_them(app, client):
+    """CSP and X-Frame-Options act on documents: a static script or
+    stylesheet goes without them (nosniff stays on everything)."""
+    version = app.extensions["assets"]["static"].version
+    for url in (
+        f"/static/{version}/js/main.js",
+        "/static/js/api.js",
+        f"/static/{version}/js/i18n/zh.js",
+    ):
+        response = client.get(url, headers=GZIP)
+        assert response.status_code == 200, url
+        assert response.headers["X-Content-Type-Options"] == "nosniff", url
+        for name in (*DOCUMENT_ONLY, "Referrer-Policy"):
+            assert name not in response.headers, (url, name)
+        assert response.headers["X-Request-ID"]
+    # A stylesheet's url()s follow its own referrer policy: it keeps one.
+    css = client.get(f"/static/{version}/css/app.css")
+    assert css.headers["X-Content-Type-Options"] == "nosniff"
+    assert css.headers["Referrer-Policy"] == "same-origin"
+    assert not any(name in css.headers for name in DOCUMENT_ONLY)
+    # Swagger UI's files on /docs too.
+    bundle = client.get("/docs/assets/js/swagger-ui-bundle.js")
+    assert bundle.status_code == 200 and bundle.mimetype == "text/javascript"
+    assert bundle.headers["X-Content-Type-Options"] == "nosniff"
+    assert not any(name in bundle.headers for name in DOCUMENT_ONLY)
+
+
+def test_everything_that_can_be_a_document_keeps_every_security_header(app, client, alice):
+    version = app.extensions["assets"]["static"].version
+    for url in (
+        "/",
+        "/health",
+        "/me",
+        "/docs",
+        f"/static/{version}/img/favicon.svg",  # an SVG can hold a script
+        f"/static/{version}/js/nope.js",  # the JSON 404
+        "/static/js/nope.js",
+    ):
+        response = client.get(url)
+        headers = response.headers
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"], url
+        assert headers["X-Frame-Options"] == "DENY", url
+        assert headers["Referrer-Policy"] == "same-origin", url
+        assert headers["X-Content-Type-Options"] == "nosniff", url

@@ -66,6 +66,26 @@ SECURITY_HEADERS = (
     ("Referrer-Policy", "same-origin"),
     ("X-Frame-Options", "DENY"),
 )
+# A static file a browser can only run as a script, apply as a stylesheet or
+# show as a picture is never a document: CSP and X-Frame-Options act on
+# documents only, and Referrer-Policy on what a file loads itself (a module
+# script's imports follow the page's policy; a stylesheet's url()s follow its
+# own). Those files carry only what applies to them (nosniff always): about
+# 330 bytes less on each of the twenty-odd files of a first load. Anything
+# else (HTML, JSON, SVG, which can hold a script, a 304 without a type) gets
+# every header.
+STATIC_ENDPOINTS = frozenset({"static", "docs.static"})
+STATIC_ONLY_HEADERS = {
+    "text/javascript": ("X-Content-Type-Options",),
+    "application/javascript": ("X-Content-Type-Options",),
+    "text/css": ("X-Content-Type-Options", "Referrer-Policy"),
+    "image/png": ("X-Content-Type-Options",),
+    "image/jpeg": ("X-Content-Type-Options",),
+    "image/webp": ("X-Content-Type-Options",),
+    "image/gif": ("X-Content-Type-Options",),
+    "image/x-icon": ("X-Content-Type-Options",),
+    "image/vnd.microsoft.icon": ("X-Content-Type-Options",),
+}
 
 
 # ---- the steps, in pipeline order ---------------------------------------
@@ -195,7 +215,7 @@ def refuse_deep_form_fields() -> None:
 
 def finish_request(response):
     response.headers["X-Request-ID"] = g.get("request_id", "")
-    for name, value in SECURITY_HEADERS:
+    for name, value in security_headers(response):
         response.headers.setdefault(name, value)
     if response.mimetype == "application/json":
         # JSON here is per caller (CSRF tokens, history, results): a shared
@@ -218,6 +238,16 @@ def finish_request(response):
         user_id,
     )
     return response
+
+
+def security_headers(response) -> tuple[tuple[str, str], ...]:
+    """Every security header, but only those that act on it for a static
+    script, stylesheet or picture (STATIC_ONLY_HEADERS)."""
+    if request.endpoint in STATIC_ENDPOINTS:
+        kept = STATIC_ONLY_HEADERS.get(response.mimetype)
+        if kept is not None:
+            return tuple((name, value) for name, value in SECURITY_HEADERS if name in kept)
+    return SECURITY_HEADERS
 
 
 # ---- the declaration ----------------------------------------------------

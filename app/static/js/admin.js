@@ -1,6 +1,7 @@
 // The admin panel, for admins only (the server refuses everyone else with
 // 403): users with their usage and quota, and what can be done to each one;
 // invites (the code is shown once); install-wide usage with a CSV export.
+// Loaded on the first click on "Admin" (main.js), which then hands over.
 
 import { api, ApiError } from "./api.js";
 import { $, h } from "./dom.js";

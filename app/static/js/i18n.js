@@ -1,697 +1,61 @@
 // Chinese and English for every visible string. The language follows the
 // browser until the user picks one; the choice persists.
+//
+// The strings are in i18n/: only the active language's table is fetched,
+// and what only an account shows (usage, API tokens, password, admin) is in
+// a second table per language, loaded with the account's modules
+// (loadStrings("account"), main.js). This module waits for the page's table
+// before any module that imports it runs (a top-level await), so t() always
+// has it. The other language is fetched on a switch, or as soon as the
+// pointer or focus reaches the language button (preloadLang), so a switch
+// seldom waits.
 
 import { prefs } from "./prefs.js";
 
-const STRINGS = {
-  en: {
-    skip: "Skip to the prompt",
-    "lang.toggle": "切换到中文",
-    "lang.other": "中文",
-    "theme.toggle": "Switch between light and dark",
-    "theme.toLight": "Switch to the light theme",
-    "theme.toDark": "Switch to the dark theme",
-    "common.close": "Close",
-    "common.cancel": "Cancel",
-    "common.dismiss": "Dismiss",
-    "common.copy": "Copy",
-    "common.copied": "Copied",
-    "common.delete": "Delete",
-    "common.retry": "Retry",
-
-    "provider.offline": "Offline engine",
-    "provider.gemini": "Gemini",
-
-    "sidebar.title": "Conversations",
-    "sidebar.open": "Show conversations",
-    "settings.toggle": "Show or hide settings",
-
-    "conv.new": "New conversation",
-    "conv.defaultTitle": "New conversation",
-    "conv.filter": "Filter by title",
-    "conv.empty": "No conversations yet. Your first prompt starts one.",
-    "conv.noMatch": "No conversation matches “{q}”.",
-    "conv.rename": "Rename",
-    "conv.renameLabel": "New title",
-    "conv.delete": "Delete",
-    "conv.deleteTitle": "Delete this conversation?",
-    "conv.deleteText": "“{title}” and its images will be deleted for good.",
-    "conv.deleted": "Conversation deleted",
-    "conv.loadFailed": "Could not load conversations.",
-    "conv.working": "Generating…",
-
-    "anon.sidebar": "Log in to keep your conversations and images.",
-    "anon.banner":
-      "You are not logged in: you can generate and edit, but results are not saved. Log in to keep your history.",
-    "anon.bannerShort": "Not logged in: results are not saved.",
-    "anon.keptNote":
-      "Made before you logged in: not saved to your history. Download what you want to keep; these go away when you open another conversation.",
-
-    "offline.title": "Offline engine.",
-    "offline.short": "No API key: images are drawn locally.",
-    "offline.body":
-      "No API key is set, so pictures are drawn locally and edits are simple filters. Set GOOGLE_API_KEY in .env and restart to use Gemini.",
-
-    "thread.label": "Conversation",
-
-    "empty.title": "What shall we make?",
-    "empty.body":
-      "Describe a picture to generate it. Attach one image to edit it, or several to combine them.",
-    "suggest.1": "A banana astronaut floating above the Earth, watercolor",
-    "suggest.2": "A cozy reading nook in a treehouse at golden hour",
-    "suggest.3": "Isometric tiny city on a floating island, pastel colours",
-    "suggest.4": "Portrait of a shiba inu wearing sunglasses, studio light",
-
-    "composer.label": "Prompt",
-    "composer.placeholder": "Describe an image, or what to change…",
-    "composer.attach": "Attach images",
-    "composer.send": "Send",
-    "composer.hint": "Enter to send · Shift+Enter for a new line",
-    "composer.drop": "Drop images to attach them",
-    "composer.remove": "Remove {name}",
-    "composer.removeEditing": "Stop editing this image",
-    "composer.keepResult": "Also use the last result",
-    "composer.editing": "Editing",
-    "composer.empty": "Write a prompt first.",
-    "composer.busy": "Please wait for the current request to finish.",
-    "composer.notImage": "“{name}” is not an image (PNG, JPEG, WEBP or GIF).",
-    "composer.tooBig": "“{name}” is larger than {mb} MB.",
-    "composer.tooMany": "{model} accepts at most {n} input images.",
-    "mode.generate": "Generate",
-    "mode.edit": "Edit",
-    "mode.compose": "Compose",
-    "mode.generateHint": "Generate a new image",
-    "mode.editHint": "Edit 1 image",
-    "mode.composeHint": "Combine {n} images",
-    "mode.editResult": "Edit the last result",
-    "mode.editChosen": "Edit the image you chose",
-    "mode.editFile": "Edit “{name}”",
-    "mode.composeThread": "Combine {n} images from the thread",
-    "mode.composeMixed": "Combine {n} images: {r} from the thread, {f} attached",
-    "turn.working": "Working…",
-    "job.queued": "Queued",
-    "job.queuedAt": "Queued · #{n} in line",
-    "job.running": "Generating",
-    "job.retrying": "Retrying (attempt {n})…",
-    "job.cancelling": "Cancelling…",
-    "job.wait": "Waiting {s} s before trying again",
-    "job.waitRateLimited": "Rate limited by the model: trying again in {s} s",
-    "job.waitOverloaded": "The model is overloaded: trying again in {s} s",
-    "job.notify": "Notify me",
-    "job.notifyLabel": "Notify me when done",
-    "job.notifyDenied": "Notifications are blocked for this site in the browser.",
-    "job.failedTitle": "The image could not be made.",
-    "job.gone": "This request is no longer known to the server.",
-    "turn.cancel": "Cancel",
-    "turn.cancelled": "Cancelled.",
-    "turn.retryIn": "Retry in {s} s",
-    "turn.cancelledUnsent": "Nothing was sent, so nothing was billed.",
-    "turn.stoppedNothing": "Stopped before the next try: no image was made.",
-    "turn.stoppedBilled": "Stopped after the current image; it was billed.",
-    "turn.stoppedPartial": "Stopped after {n} of {m} images; those were billed.",
-    "turn.tryAfter": "Try again after {time} (in about {rel}).",
-    "turn.tryOn": "Try again on {date} (in about {rel}).",
-    "turn.editPrompt": "Edit the prompt",
-    "turn.noImage": "The model answered without an image.",
-    "turn.ready": "Done: {n} images.",
-    "turn.readyOne": "Done: 1 image.",
-    "turn.duration": "{s} s",
-    "turn.tokens": "{n} tokens",
-    "turn.notSaved": "Not saved",
-    "turn.seed": "seed {n}",
-
-    "image.open": "Open image {n} full size",
-    "image.download": "Download",
-    "image.copy": "Copy image",
-    "image.copied": "Image copied to the clipboard",
-    "image.copyFailed": "Copying images needs HTTPS or localhost in this browser.",
-    "image.use": "Use as input",
-    "image.used": "Added as an input image",
-    "image.alt": "Result {n} for: {prompt}",
-    "image.inputAlt": "Input image {n}",
-    "viewer.label": "Full-size image",
-    "viewer.counter": "{n} / {total}",
-    "viewer.prev": "Previous image",
-    "viewer.next": "Next image",
-
-    "settings.title": "Settings",
-    "settings.model": "Model",
-    "settings.aspect": "Aspect ratio",
-    "settings.size": "Image size",
-    "settings.count": "Number of images",
-    "settings.advanced": "Sampling",
-    "settings.temperature": "Temperature",
-    "settings.topP": "Top P",
-    "settings.topK": "Top K",
-    "settings.maxTokens": "Max tokens",
-    "settings.modelHint": "{id} · up to {n} input images",
-    "settings.offlineModel": "Offline engine (in place of {name})",
-    "settings.seed": "Seed",
-    "settings.seedRandom": "Random each time",
-    "settings.randomize": "Randomize seed",
-    "settings.default": "Default",
-    "settings.auto": "Auto",
-    "settings.reset": "Reset to defaults",
-    "settings.resetDone": "Settings reset to defaults",
-    "settings.invalid": "{field} must be between {min} and {max}.",
-    "settings.invalidMin": "{field} must be at least {min}.",
-    "settings.integer": "{field} must be a whole number.",
-    "settings.noModels": "Model list unavailable; the server default is used.",
-    "settings.about": "Nano Banana {version} · {provider}",
-
-    "tokens.title": "API tokens",
-    "tokens.help":
-      "Use a token as “Authorization: Bearer …” from scripts. The secret is shown only once.",
-    "tokens.name": "Token name",
-    "tokens.create": "Create",
-    "tokens.copyNow": "Copy this token now; it will not be shown again.",
-    "tokens.secret": "New token",
-    "tokens.none": "No tokens yet.",
-    "tokens.revoke": "Revoke",
-    "tokens.revokeTitle": "Revoke this token?",
-    "tokens.revokeText": "Scripts using “{name}” will stop working at once.",
-    "tokens.lastUsed": "last used {when}",
-    "tokens.neverUsed": "never used",
-    "tokens.nameRequired": "Give the token a name.",
-
-    "password.title": "Password",
-    "password.help": "Changing it signs out every other browser and revokes all your API tokens.",
-    "password.current": "Current password",
-    "password.new": "New password (8–128 characters)",
-    "password.change": "Change password",
-    "password.changed": "Password changed. Other sessions are signed out and your API tokens revoked.",
-    "password.tooShort": "The new password needs 8 to 128 characters.",
-
-    "auth.login": "Log in",
-    "auth.signup": "Sign up",
-    "auth.logout": "Log out",
-    "auth.logoutConfirmTitle": "Log out?",
-    "auth.logoutConfirmText": "You will need your password to see your conversations again.",
-    "auth.loginTitle": "Welcome back",
-    "auth.signupTitle": "Create an account",
-    "auth.username": "Username",
-    "auth.password": "Password",
-    "auth.passwordHelp": "8–128 characters. Usernames: 3–32 letters, digits, _ . -",
-    "auth.required": "Enter a username and a password.",
-    "auth.loggedOut": "Logged out",
-    "auth.welcome": "Signed in as {name}",
-    "auth.expired": "Your session has ended. Please log in again.",
-    "auth.retryIn": "Try again in {s} s.",
-    "auth.signedInAs": "Signed in as {name}",
-
-    "auth.setup": "Set up the admin account",
-    "auth.setupTitle": "Set up the admin account",
-    "auth.setupOffer": "This server has no administrator yet.",
-    "auth.setupCode": "Setup code",
-    "auth.setupHelp": "The server printed a one-time setup code in its log when it started.",
-    "auth.setupSubmit": "Create the admin account",
-    "auth.setupDone": "Admin account created. Welcome, {name}.",
-    "auth.backToLogin": "Back to log in",
-    "auth.inviteCode": "Invite code",
-    "auth.inviteHelp": "Signing up on this server needs an invite code from an administrator.",
-    "auth.signupClosed": "Signing up is closed on this server. Ask an administrator for an account.",
-    "auth.createAccount": "Create an account",
-    "auth.haveAccount": "I already have an account",
-    "auth.unsaved":
-      "You made {n} prompts here without an account. They are not saved to your history: after you log in they stay on this page until you open another conversation, so download what you want to keep.",
-    "auth.unsavedOne":
-      "You made 1 prompt here without an account. It is not saved to your history: after you log in it stays on this page until you open another conversation, so download what you want to keep.",
-
-    "quota.leftToday": "{n} images left today",
-    "quota.leftTodayOne": "1 image left today",
-    "quota.leftMonth": "{n} images left this month",
-    "quota.leftMonthOne": "1 image left this month",
-    "quota.leftUsd": "{usd} left this month",
-    "quota.none": "No images left",
-    "quota.open": "Show my usage",
-    "quota.resetsAt": "Resets at {time} (in about {rel}).",
-    "quota.resetsOn": "Resets on {date} (in about {rel}).",
-    "quota.resetsSoon": "Resets in {rel}.",
-    "quota.budgetUser": "Image generation is paused: this server's monthly budget is used up.",
-    "quota.budgetAdmin": "The monthly budget (BUDGET_MONTHLY_USD) is used up: every generation is refused until it resets or you raise it.",
-    "quota.budgetShort": "Monthly budget used up: generation paused.",
-    "rel.minutes": "{n} min",
-    "rel.hours": "{n} h",
-    "rel.days": "{n} days",
-
-    "usage.open": "Usage",
-    "usage.title": "Your usage",
-    "usage.period": "Period",
-    "usage.thisMonth": "This month",
-    "usage.last30": "Last 30 days",
-    "usage.lastMonth": "Last month",
-    "usage.limits": "Limits",
-    "usage.today": "Today",
-    "usage.month": "This month",
-    "usage.monthUsd": "Cost this month",
-    "usage.usedNoLimit": "{used} used · no limit",
-    "usage.totalOne": "Total: 1 image · {cost}",
-    "usage.usedOf": "{used} of {limit}",
-    "usage.images": "Images",
-    "usage.cost": "Cost (USD)",
-    "usage.date": "Day",
-    "usage.model": "Model",
-    "usage.user": "User",
-    "usage.byModel": "By model",
-    "usage.perDay": "Per day",
-    "usage.chartImages": "Images per day, {from} to {to}: {total} in total, most on {peakDay} ({peak}).",
-    "usage.chartCost": "Estimated cost per day, {from} to {to}: {total} in total, most on {peakDay} ({peak}).",
-    "usage.chartEmpty": "No images from {from} to {to}.",
-    "usage.tableCaption": "Images and estimated cost per day",
-    "usage.nothing": "Nothing yet in this period.",
-    "usage.total": "Total: {images} images · {cost}",
-    "usage.loadFailed": "Could not load the usage figures.",
-    "usage.estimate": "Costs are estimates from the price table, in US dollars.",
-
-    "admin.open": "Admin",
-    "admin.title": "Administration",
-    "admin.users": "Users",
-    "admin.invites": "Invites",
-    "admin.usage": "Usage",
-    "admin.colUser": "User",
-    "admin.colRole": "Role",
-    "admin.colCreated": "Created",
-    "admin.colSeen": "Last seen",
-    "admin.colToday": "Today",
-    "admin.colMonth": "This month",
-    "admin.colCost": "Cost this month",
-    "admin.colQuota": "Quota (day / month / USD)",
-    "admin.colActions": "Actions",
-    "admin.roleAdmin": "Admin",
-    "admin.roleUser": "User",
-    "admin.disabled": "Disabled",
-    "admin.never": "never",
-    "admin.manage": "Manage",
-    "admin.manageUser": "Manage {name}",
-    "admin.quota": "Quota",
-    "admin.quotaHelp": "Empty means the server default.",
-    "admin.quotaDaily": "Images per day",
-    "admin.quotaMonthly": "Images per month",
-    "admin.quotaUsd": "US dollars per month",
-    "admin.defaultIs": "Default: {value}",
-    "admin.saveQuota": "Save quota",
-    "admin.quotaSaved": "Quota saved for {name}.",
-    "admin.role": "Role",
-    "admin.promote": "Make admin",
-    "admin.demote": "Remove admin rights",
-    "admin.promoted": "{name} is now an admin.",
-    "admin.demoted": "{name} is no longer an admin.",
-    "admin.access": "Access",
-    "admin.disable": "Disable account",
-    "admin.enable": "Enable account",
-    "admin.disableHelp": "Disabling signs the user out everywhere and stops their API tokens at once.",
-    "admin.disabledDone": "{name} is disabled.",
-    "admin.enabledDone": "{name} is enabled again.",
-    "admin.password": "New password",
-    "admin.setPassword": "Set password",
-    "admin.passwordSet": "New password set for {name}.",
-    "admin.deleteUser": "Delete user",
-    "admin.deleteTitle": "Delete {name}?",
-    "admin.deleteText": "{name}, their conversations and their images will be deleted for good.",
-    "admin.deleted": "{name} deleted.",
-    "admin.you": "you",
-    "admin.noUsers": "No users.",
-    "admin.loadFailed": "Could not load this list.",
-    "admin.inviteUses": "Uses",
-    "admin.inviteUsesHelp": "Empty: one use.",
-    "admin.inviteDays": "Expires after (days)",
-    "admin.inviteDaysHelp": "Empty: never.",
-    "admin.inviteCreate": "Create invite",
-    "admin.inviteCopyNow": "Copy this invite code now; it will not be shown again.",
-    "admin.inviteCode": "New invite code",
-    "admin.inviteNone": "No invites yet.",
-    "admin.inviteLeft": "{left} of {total} uses left",
-    "admin.inviteExpires": "expires {when}",
-    "admin.inviteNoExpiry": "no expiry",
-    "admin.inviteRevoked": "revoked",
-    "admin.inviteExpired": "expired",
-    "admin.inviteUsedUp": "used up",
-    "admin.inviteCreated": "created {when}",
-    "admin.inviteRevoke": "Revoke",
-    "admin.inviteRevokeTitle": "Revoke this invite?",
-    "admin.inviteRevokeText": "Nobody will be able to sign up with it any more.",
-    "admin.inviteRevokedDone": "Invite revoked.",
-    "admin.inviteLabel": "Invite {name}",
-    "admin.from": "From",
-    "admin.to": "To",
-    "admin.groupBy": "Group by",
-    "admin.groupDay": "Day",
-    "admin.groupUser": "User",
-    "admin.groupModel": "Model",
-    "admin.csv": "Download CSV",
-    "admin.budgetTitle": "Budget used up.",
-    "admin.anonymous": "Not logged in",
-    "admin.deletedUser": "Deleted accounts",
-
-    "error.network": "Cannot reach the server. Check your connection and try again.",
-    "error.http": "The server answered with an error ({status}).",
-    "error.unknown": "Something went wrong.",
-
-    "time.justNow": "just now",
-  },
-  zh: {
-    skip: "跳到输入框",
-    "lang.toggle": "Switch to English",
-    "lang.other": "EN",
-    "theme.toggle": "切换浅色 / 深色主题",
-    "theme.toLight": "切换到浅色主题",
-    "theme.toDark": "切换到深色主题",
-    "common.close": "关闭",
-    "common.cancel": "取消",
-    "common.dismiss": "不再显示",
-    "common.copy": "复制",
-    "common.copied": "已复制",
-    "common.delete": "删除",
-    "common.retry": "重试",
-
-    "provider.offline": "离线引擎",
-    "provider.gemini": "Gemini",
-
-    "sidebar.title": "对话",
-    "sidebar.open": "显示对话列表",
-    "settings.toggle": "显示或隐藏设置",
-
-    "conv.new": "新建对话",
-    "conv.defaultTitle": "新对话",
-    "conv.filter": "按标题筛选",
-    "conv.empty": "还没有对话。发送第一条提示词即可开始。",
-    "conv.noMatch": "没有标题包含“{q}”的对话。",
-    "conv.rename": "重命名",
-    "conv.renameLabel": "新标题",
-    "conv.delete": "删除",
-    "conv.deleteTitle": "删除这个对话？",
-    "conv.deleteText": "“{title}”及其图片将被永久删除。",
-    "conv.deleted": "对话已删除",
-    "conv.loadFailed": "无法加载对话列表。",
-    "conv.working": "生成中…",
-
-    "anon.sidebar": "登录后可保存对话和图片。",
-    "anon.banner": "你尚未登录：可以生成和编辑图片，但结果不会保存。登录即可保留历史记录。",
-    "anon.bannerShort": "未登录：结果不会保存。",
-    "anon.keptNote": "以上内容是登录前生成的，未保存到历史记录。请下载想保留的图片；打开其他对话后它们将不再显示。",
-
-    "offline.title": "离线引擎。",
-    "offline.short": "未设置 API 密钥：图片在本地绘制。",
-    "offline.body":
-      "未设置 API 密钥，图片由本地绘制，编辑只是简单的滤镜。在 .env 中设置 GOOGLE_API_KEY 并重启即可使用 Gemini。",
-
-    "thread.label": "对话内容",
-
-    "empty.title": "想画点什么？",
-    "empty.body": "描述一幅画面即可生成；附上一张图片可以编辑它，附上多张可以合成。",
-    "suggest.1": "一个漂浮在地球上空的香蕉宇航员，水彩风格",
-    "suggest.2": "黄昏时树屋里温馨的阅读角",
-    "suggest.3": "漂浮岛屿上的等距微缩城市，马卡龙色调",
-    "suggest.4": "戴墨镜的柴犬肖像，影棚灯光",
-
-    "composer.label": "提示词",
-    "composer.placeholder": "描述一幅图片，或想要的修改…",
-    "composer.attach": "添加图片",
-    "composer.send": "发送",
-    "composer.hint": "Enter 发送 · Shift+Enter 换行",
-    "composer.drop": "松开以添加图片",
-    "composer.remove": "移除 {name}",
-    "composer.removeEditing": "不再编辑这张图片",
-    "composer.keepResult": "同时使用上一张结果",
-    "composer.editing": "正在编辑",
-    "composer.empty": "请先输入提示词。",
-    "composer.busy": "请等待当前请求完成。",
-    "composer.notImage": "“{name}”不是图片（支持 PNG、JPEG、WEBP、GIF）。",
-    "composer.tooBig": "“{name}”超过 {mb} MB。",
-    "composer.tooMany": "{model} 最多接受 {n} 张输入图片。",
-    "mode.generate": "生成",
-    "mode.edit": "编辑",
-    "mode.compose": "合成",
-    "mode.generateHint": "生成新图片",
-    "mode.editHint": "编辑 1 张图片",
-    "mode.composeHint": "合成 {n} 张图片",
-    "mode.editResult": "编辑上一张结果",
-    "mode.editChosen": "编辑你选中的图片",
-    "mode.editFile": "编辑“{name}”",
-    "mode.composeThread": "合成对话中的 {n} 张图片",
-    "mode.composeMixed": "合成 {n} 张图片：对话中 {r} 张，附加 {f} 张",
-    "turn.working": "生成中…",
-    "job.queued": "排队中",
-    "job.queuedAt": "排队中 · 第 {n} 位",
-    "job.running": "生成中",
-    "job.retrying": "重试中（第 {n} 次）…",
-    "job.cancelling": "正在取消…",
-    "job.wait": "{s} 秒后重试",
-    "job.waitRateLimited": "模型限流中：{s} 秒后重试",
-    "job.waitOverloaded": "模型过载：{s} 秒后重试",
-    "job.notify": "完成时通知",
-    "job.notifyLabel": "完成时通知我",
-    "job.notifyDenied": "浏览器已禁止本站发送通知。",
-    "job.failedTitle": "图片未能生成。",
-    "job.gone": "服务器已不再保留这个请求。",
-    "turn.cancel": "取消",
-    "turn.cancelled": "已取消。",
-    "turn.retryIn": "{s} 秒后可重试",
-    "turn.cancelledUnsent": "请求尚未发出，不会计费。",
-    "turn.stoppedNothing": "已在下一次尝试前停止：没有生成图片。",
-    "turn.stoppedBilled": "已在当前这张图片完成后停止；这张图片已计费。",
-    "turn.stoppedPartial": "在 {m} 张中完成 {n} 张后停止；已完成的图片已计费。",
-    "turn.tryAfter": "请在 {time} 之后再试（约 {rel}后）。",
-    "turn.tryOn": "请在 {date} 之后再试（约 {rel}后）。",
-    "turn.editPrompt": "修改提示词",
-    "turn.noImage": "模型只返回了文字，没有图片。",
-    "turn.ready": "完成：{n} 张图片。",
-    "turn.readyOne": "完成：1 张图片。",
-    "turn.duration": "{s} 秒",
-    "turn.tokens": "{n} tokens",
-    "turn.notSaved": "未保存",
-    "turn.seed": "种子 {n}",
-
-    "image.open": "查看第 {n} 张大图",
-    "image.download": "下载",
-    "image.copy": "复制图片",
-    "image.copied": "图片已复制到剪贴板",
-    "image.copyFailed": "此浏览器仅在 HTTPS 或 localhost 下才能复制图片。",
-    "image.use": "用作输入",
-    "image.used": "已添加为输入图片",
-    "image.alt": "“{prompt}”的第 {n} 张结果",
-    "image.inputAlt": "输入图片 {n}",
-    "viewer.label": "原尺寸图片",
-    "viewer.counter": "第 {n} / {total} 张",
-    "viewer.prev": "上一张",
-    "viewer.next": "下一张",
-
-    "settings.title": "设置",
-    "settings.model": "模型",
-    "settings.aspect": "宽高比",
-    "settings.size": "图片尺寸",
-    "settings.count": "图片数量",
-    "settings.advanced": "采样参数",
-    "settings.temperature": "温度",
-    "settings.topP": "Top P",
-    "settings.topK": "Top K",
-    "settings.maxTokens": "最大 tokens",
-    "settings.modelHint": "{id} · 最多 {n} 张输入图片",
-    "settings.offlineModel": "离线引擎（代替 {name}）",
-    "settings.seed": "随机种子",
-    "settings.seedRandom": "每次随机",
-    "settings.randomize": "随机生成种子",
-    "settings.default": "默认",
-    "settings.auto": "自动",
-    "settings.reset": "恢复默认设置",
-    "settings.resetDone": "已恢复默认设置",
-    "settings.invalid": "{field} 必须在 {min} 到 {max} 之间。",
-    "settings.invalidMin": "{field} 不能小于 {min}。",
-    "settings.integer": "{field} 必须是整数。",
-    "settings.noModels": "无法获取模型列表，将使用服务器默认模型。",
-    "settings.about": "Nano Banana {version} · {provider}",
-
-    "tokens.title": "API 令牌",
-    "tokens.help": "脚本中以 “Authorization: Bearer …” 使用令牌。密钥只显示一次。",
-    "tokens.name": "令牌名称",
-    "tokens.create": "创建",
-    "tokens.copyNow": "请立即复制此令牌，之后将不再显示。",
-    "tokens.secret": "新令牌",
-    "tokens.none": "还没有令牌。",
-    "tokens.revoke": "撤销",
-    "tokens.revokeTitle": "撤销这个令牌？",
-    "tokens.revokeText": "使用“{name}”的脚本将立即失效。",
-    "tokens.lastUsed": "最近使用：{when}",
-    "tokens.neverUsed": "从未使用",
-    "tokens.nameRequired": "请填写令牌名称。",
-
-    "password.title": "密码",
-    "password.help": "修改后，其他浏览器中的登录将全部失效，所有 API 令牌也会被撤销。",
-    "password.current": "当前密码",
-    "password.new": "新密码（8–128 个字符）",
-    "password.change": "修改密码",
-    "password.changed": "密码已修改，其他会话已退出登录，API 令牌已全部撤销。",
-    "password.tooShort": "新密码长度须为 8–128 个字符。",
-
-    "auth.login": "登录",
-    "auth.signup": "注册",
-    "auth.logout": "退出登录",
-    "auth.logoutConfirmTitle": "确定退出登录？",
-    "auth.logoutConfirmText": "再次查看你的对话需要重新输入密码。",
-    "auth.loginTitle": "欢迎回来",
-    "auth.signupTitle": "创建账号",
-    "auth.username": "用户名",
-    "auth.password": "密码",
-    "auth.passwordHelp": "密码 8–128 个字符。用户名 3–32 个字符：字母、数字、_ . -",
-    "auth.required": "请输入用户名和密码。",
-    "auth.loggedOut": "已退出登录",
-    "auth.welcome": "已登录：{name}",
-    "auth.expired": "登录已过期，请重新登录。",
-    "auth.retryIn": "请 {s} 秒后再试。",
-    "auth.signedInAs": "当前用户：{name}",
-
-    "auth.setup": "设置管理员账号",
-    "auth.setupTitle": "设置管理员账号",
-    "auth.setupOffer": "此服务器还没有管理员。",
-    "auth.setupCode": "设置码",
-    "auth.setupHelp": "服务器启动时在日志中打印了一次性设置码。",
-    "auth.setupSubmit": "创建管理员账号",
-    "auth.setupDone": "管理员账号已创建。欢迎，{name}。",
-    "auth.backToLogin": "返回登录",
-    "auth.inviteCode": "邀请码",
-    "auth.inviteHelp": "在此服务器注册需要管理员提供的邀请码。",
-    "auth.signupClosed": "此服务器已关闭注册，请联系管理员开通账号。",
-    "auth.createAccount": "创建账号",
-    "auth.haveAccount": "我已有账号",
-    "auth.unsaved": "你未登录时在这里发送了 {n} 条提示词，它们不会保存到历史记录：登录后会留在本页，直到你打开另一个对话。请下载想保留的图片。",
-    "auth.unsavedOne": "你未登录时在这里发送了 1 条提示词，它不会保存到历史记录：登录后会留在本页，直到你打开另一个对话。请下载想保留的图片。",
-
-    "quota.leftToday": "今天还可生成 {n} 张",
-    "quota.leftTodayOne": "今天还可生成 1 张",
-    "quota.leftMonth": "本月还可生成 {n} 张",
-    "quota.leftMonthOne": "本月还可生成 1 张",
-    "quota.leftUsd": "本月还剩 {usd}",
-    "quota.none": "额度已用完",
-    "quota.open": "查看我的用量",
-    "quota.resetsAt": "将于 {time} 重置（约 {rel}后）。",
-    "quota.resetsOn": "将于 {date} 重置（约 {rel}后）。",
-    "quota.resetsSoon": "{rel}后重置。",
-    "quota.budgetUser": "图片生成已暂停：本服务器本月的预算已用完。",
-    "quota.budgetAdmin": "本月预算（BUDGET_MONTHLY_USD）已用完：在预算重置或调高之前，所有生成请求都会被拒绝。",
-    "quota.budgetShort": "本月预算已用完，生成已暂停。",
-    "rel.minutes": "{n} 分钟",
-    "rel.hours": "{n} 小时",
-    "rel.days": "{n} 天",
-
-    "usage.open": "用量",
-    "usage.title": "我的用量",
-    "usage.period": "时间范围",
-    "usage.thisMonth": "本月",
-    "usage.last30": "最近 30 天",
-    "usage.lastMonth": "上个月",
-    "usage.limits": "额度",
-    "usage.today": "今天",
-    "usage.month": "本月",
-    "usage.monthUsd": "本月费用",
-    "usage.usedNoLimit": "已用 {used} · 不限",
-    "usage.totalOne": "合计：1 张 · {cost}",
-    "usage.usedOf": "{used} / {limit}",
-    "usage.images": "图片",
-    "usage.cost": "费用（美元）",
-    "usage.date": "日期",
-    "usage.model": "模型",
-    "usage.user": "用户",
-    "usage.byModel": "按模型",
-    "usage.perDay": "每日",
-    "usage.chartImages": "{from} 至 {to} 每日图片数：共 {total} 张，最多的一天是 {peakDay}（{peak} 张）。",
-    "usage.chartCost": "{from} 至 {to} 每日估算费用：共 {total}，最多的一天是 {peakDay}（{peak}）。",
-    "usage.chartEmpty": "{from} 至 {to} 没有生成图片。",
-    "usage.tableCaption": "每日图片数与估算费用",
-    "usage.nothing": "这段时间还没有用量。",
-    "usage.total": "合计：{images} 张 · {cost}",
-    "usage.loadFailed": "无法加载用量数据。",
-    "usage.estimate": "费用按价格表估算，单位为美元。",
-
-    "admin.open": "管理",
-    "admin.title": "管理后台",
-    "admin.users": "用户",
-    "admin.invites": "邀请码",
-    "admin.usage": "用量",
-    "admin.colUser": "用户",
-    "admin.colRole": "角色",
-    "admin.colCreated": "注册时间",
-    "admin.colSeen": "最近活动",
-    "admin.colToday": "今天",
-    "admin.colMonth": "本月",
-    "admin.colCost": "本月费用",
-    "admin.colQuota": "额度（日 / 月 / 美元）",
-    "admin.colActions": "操作",
-    "admin.roleAdmin": "管理员",
-    "admin.roleUser": "用户",
-    "admin.disabled": "已停用",
-    "admin.never": "从未",
-    "admin.manage": "管理",
-    "admin.manageUser": "管理 {name}",
-    "admin.quota": "额度",
-    "admin.quotaHelp": "留空表示使用服务器默认值。",
-    "admin.quotaDaily": "每日图片数",
-    "admin.quotaMonthly": "每月图片数",
-    "admin.quotaUsd": "每月美元",
-    "admin.defaultIs": "默认：{value}",
-    "admin.saveQuota": "保存额度",
-    "admin.quotaSaved": "已保存 {name} 的额度。",
-    "admin.role": "角色",
-    "admin.promote": "设为管理员",
-    "admin.demote": "取消管理员",
-    "admin.promoted": "{name} 现在是管理员。",
-    "admin.demoted": "{name} 已不再是管理员。",
-    "admin.access": "访问",
-    "admin.disable": "停用账号",
-    "admin.enable": "启用账号",
-    "admin.disableHelp": "停用后，该用户会在所有设备上立即退出登录，API 令牌也立即失效。",
-    "admin.disabledDone": "已停用 {name}。",
-    "admin.enabledDone": "已重新启用 {name}。",
-    "admin.password": "新密码",
-    "admin.setPassword": "设置密码",
-    "admin.passwordSet": "已为 {name} 设置新密码。",
-    "admin.deleteUser": "删除用户",
-    "admin.deleteTitle": "删除 {name}？",
-    "admin.deleteText": "{name} 及其对话和图片将被永久删除。",
-    "admin.deleted": "已删除 {name}。",
-    "admin.you": "你",
-    "admin.noUsers": "没有用户。",
-    "admin.loadFailed": "无法加载列表。",
-    "admin.inviteUses": "可用次数",
-    "admin.inviteUsesHelp": "留空：可用一次。",
-    "admin.inviteDays": "有效天数",
-    "admin.inviteDaysHelp": "留空：永不过期。",
-    "admin.inviteCreate": "创建邀请码",
-    "admin.inviteCopyNow": "请立即复制此邀请码，之后将不再显示。",
-    "admin.inviteCode": "新邀请码",
-    "admin.inviteNone": "还没有邀请码。",
-    "admin.inviteLeft": "剩余 {left} / {total} 次",
-    "admin.inviteExpires": "{when} 过期",
-    "admin.inviteNoExpiry": "永不过期",
-    "admin.inviteRevoked": "已撤销",
-    "admin.inviteExpired": "已过期",
-    "admin.inviteUsedUp": "已用完",
-    "admin.inviteCreated": "创建于 {when}",
-    "admin.inviteRevoke": "撤销",
-    "admin.inviteRevokeTitle": "撤销这个邀请码？",
-    "admin.inviteRevokeText": "之后任何人都无法再用它注册。",
-    "admin.inviteRevokedDone": "邀请码已撤销。",
-    "admin.inviteLabel": "邀请码 {name}",
-    "admin.from": "开始",
-    "admin.to": "结束",
-    "admin.groupBy": "分组",
-    "admin.groupDay": "按日",
-    "admin.groupUser": "按用户",
-    "admin.groupModel": "按模型",
-    "admin.csv": "下载 CSV",
-    "admin.budgetTitle": "预算已用完。",
-    "admin.anonymous": "未登录用户",
-    "admin.deletedUser": "已删除的账号",
-
-    "error.network": "无法连接服务器，请检查网络后重试。",
-    "error.http": "服务器返回错误（{status}）。",
-    "error.unknown": "出错了。",
-
-    "time.justNow": "刚刚",
-  },
+const TABLES = {
+  en: { page: () => import("./i18n/en.js"), account: () => import("./i18n/en-account.js") },
+  zh: { page: () => import("./i18n/zh.js"), account: () => import("./i18n/zh-account.js") },
 };
-
+const tables = { en: {}, zh: {} }; // language → the strings of its parts loaded so far
+const loading = {}; // "language part" → the promise of that table
+const parts = new Set(["page"]); // the parts the page uses: each language switch loads them all
 const listeners = new Set();
 let current = detect();
+let wanted = current; // the language of the last setLang(), while its tables load
+
+function loadPart(language, part) {
+  const key = `${language} ${part}`;
+  loading[key] ??= TABLES[language][part]().then(
+    (module) => {
+      Object.assign(tables[language], module.default);
+      return module.default;
+    },
+    (error) => {
+      delete loading[key]; // the next attempt asks again
+      throw error;
+    },
+  );
+  return loading[key];
+}
+
+/** Every part in use, in one language (parts added meanwhile included). */
+async function loadLanguage(language) {
+  let count;
+  do {
+    count = parts.size;
+    await Promise.all([...parts].map((part) => loadPart(language, part)));
+  } while (parts.size !== count);
+}
+
+await loadLanguage(current);
+
+/** Load a part of the strings (in the active language, and in every later
+ * one) and translate the markup that names its keys. */
+export async function loadStrings(part) {
+  parts.add(part);
+  const strings = await loadPart(current, part);
+  applyI18n(document, strings);
+}
 
 function detect() {
   const saved = prefs.get("lang");
@@ -710,36 +74,52 @@ export function locale() {
 }
 
 export function t(key, params = {}) {
-  let text = STRINGS[current][key] ?? STRINGS.en[key] ?? key;
+  let text = tables[current][key] ?? tables.en[key] ?? key;
   for (const [name, value] of Object.entries(params)) {
     text = text.replaceAll(`{${name}}`, String(value));
   }
   return text;
 }
 
-export function setLang(next) {
-  current = next === "zh" ? "zh" : "en";
+/** Switch the page's language, once its tables are in; resolves when done. */
+export async function setLang(next) {
+  const language = next === "zh" ? "zh" : "en";
+  wanted = language;
+  await loadLanguage(language);
+  if (wanted !== language) return; // another switch came after this one
+  current = language;
   prefs.set("lang", current);
   applyI18n();
   for (const listener of listeners) listener(current);
+}
+
+/** Fetch a language's tables ahead of a switch to it (errors wait for the switch). */
+export function preloadLang(language) {
+  loadLanguage(language === "zh" ? "zh" : "en").catch(() => {});
 }
 
 export function onLangChange(listener) {
   listeners.add(listener);
 }
 
-/** Translate the static markup: data-i18n (text), -placeholder, -aria-label, -title. */
-export function applyI18n(root = document) {
+const BINDINGS = [
+  ["data-i18n", "i18n", (el, text) => { el.textContent = text; }],
+  ["data-i18n-placeholder", "i18nPlaceholder", (el, text) => { el.placeholder = text; }],
+  ["data-i18n-aria-label", "i18nAriaLabel", (el, text) => el.setAttribute("aria-label", text)],
+  ["data-i18n-title", "i18nTitle", (el, text) => { el.title = text; }],
+];
+
+/** Translate the static markup: data-i18n (text), -placeholder, -aria-label,
+ * -title. A key of a part not loaded yet keeps the markup's English until
+ * loadStrings() brings it; `only` limits the work to one part's keys. */
+export function applyI18n(root = document, only = null) {
   document.documentElement.lang = current === "zh" ? "zh-CN" : "en";
-  for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
-  for (const el of root.querySelectorAll("[data-i18n-placeholder]")) {
-    el.placeholder = t(el.dataset.i18nPlaceholder);
-  }
-  for (const el of root.querySelectorAll("[data-i18n-aria-label]")) {
-    el.setAttribute("aria-label", t(el.dataset.i18nAriaLabel));
-  }
-  for (const el of root.querySelectorAll("[data-i18n-title]")) {
-    el.title = t(el.dataset.i18nTitle);
+  const known = only || tables[current];
+  for (const [attribute, name, set] of BINDINGS) {
+    for (const el of root.querySelectorAll(`[${attribute}]`)) {
+      const key = el.dataset[name];
+      if (key in known) set(el, t(key));
+    }
   }
 }
 

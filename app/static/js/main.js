@@ -2,12 +2,11 @@
 // how the sidebar, thread, composer and settings react to each other.
 
 import { api, handleSessionLost } from "./api.js";
-import { initAdmin } from "./admin.js";
 import { adoptSession, initAuth, loadSetup, sessionExpired } from "./auth.js";
 import { clearAttachments, fillPrompt, initComposer, setEditing } from "./composer.js";
 import { $, h } from "./dom.js";
 import { fillIcons } from "./icons.js";
-import { applyI18n, lang, onLangChange, setLang, t } from "./i18n.js";
+import { applyI18n, lang, loadStrings, onLangChange, preloadLang, setLang, t } from "./i18n.js";
 import { initViewer } from "./images.js";
 import { initJobs, refreshActivity, setPageTitle } from "./jobs.js";
 import { prefs } from "./prefs.js";
@@ -20,10 +19,7 @@ import { emit, on, state } from "./state.js";
 import {
   clearThread, initThread, keepUnsavedTurns, resumeAnonymousJobs, showConversation, unsavedTurns,
 } from "./thread.js";
-import { initPassword } from "./password.js";
-import { initTokens } from "./tokens.js";
 import { closeDrawersIfNarrow, initDrawers, togglePanel, toast } from "./ui.js";
-import { initUsage } from "./usage.js";
 
 // ---- theme -------------------------------------------------------------------------
 
@@ -200,6 +196,71 @@ async function onUser(user) {
   else markCurrent();
 }
 
+// ---- what only an account needs, loaded when first needed ---------------------------------
+
+// A visitor without an account never sees the usage chip and dialog, the API
+// tokens, the password form or the admin panel: their modules and their
+// strings are fetched with import() when someone logs in (the admin panel's
+// module on the first click on "Admin"), which keeps them out of a new
+// visitor's first load. Each init shows what belongs to the user logged in
+// already, then follows the "user" events itself.
+let accountModules = null; // the promise of the modules and strings below
+let accountWired = false;
+
+function fetchAccountParts() {
+  accountModules ??= Promise.all([
+    import("./usage.js"), import("./tokens.js"), import("./password.js"), loadStrings("account"),
+  ]).catch((error) => {
+    accountModules = null; // the next attempt asks again
+    throw error;
+  });
+  return accountModules;
+}
+
+function loadAccountParts(user) {
+  // The usage and admin buttons show at once, as before these modules were
+  // loaded on demand (someone may look for them as soon as the login is
+  // done); the forms (tokens, password) wait for the modules that handle them.
+  $("#usage-section").hidden = !user;
+  if (!user || accountWired) return;
+  accountWired = true;
+  fetchAccountParts()
+    .then(([usage, tokens, password]) => {
+      usage.initUsage();
+      tokens.initTokens();
+      password.initPassword();
+    })
+    .catch((error) => {
+      accountWired = false; // the next login tries again
+      toast(error.message, { kind: "error" });
+    });
+}
+
+let adminLoading = null;
+
+function openAdminFirst() {
+  adminLoading ??= import("./admin.js")
+    .then(({ initAdmin, openAdmin }) => {
+      $("#open-admin").removeEventListener("click", openAdminFirst);
+      initAdmin(); // its own listener opens the panel from now on
+      openAdmin();
+    })
+    .catch((error) => {
+      adminLoading = null;
+      toast(error.message, { kind: "error" });
+    });
+}
+
+function initAccountParts() {
+  on("user", (user) => {
+    $("#open-admin").hidden = !user?.is_admin; // as admin.js does, once loaded
+    loadAccountParts(user);
+  });
+  $("#open-admin").addEventListener("click", openAdminFirst);
+  // Someone about to log in: fetched while they type, ready when they are in.
+  $("#auth-dialog").addEventListener("focusin", () => fetchAccountParts().catch(() => {}), { once: true });
+}
+
 // ---- start ---------------------------------------------------------------------------------
 
 async function boot() {
@@ -212,18 +273,22 @@ async function boot() {
   initThread();
   initJobs();
   initSettings();
-  initTokens();
-  initPassword();
   initSidebar();
   initAuth();
-  initUsage();
-  initAdmin();
+  initAccountParts();
   initComposer({ createConversation });
 
   if (prefs.get("settingsCollapsed")) $("#app").classList.add("settings-collapsed");
   $("#open-settings").setAttribute("aria-expanded", String(!prefs.get("settingsCollapsed")));
 
-  $("#lang-toggle").addEventListener("click", () => setLang(lang() === "zh" ? "en" : "zh"));
+  const otherLang = () => (lang() === "zh" ? "en" : "zh");
+  $("#lang-toggle").addEventListener("click", () => {
+    setLang(otherLang()).catch((error) => toast(error.message, { kind: "error" }));
+  });
+  // The other language's strings are fetched when a switch looks likely.
+  for (const event of ["pointerenter", "focus"]) {
+    $("#lang-toggle").addEventListener(event, () => preloadLang(otherLang()));
+  }
   $("#theme-toggle").addEventListener("click", () => {
     prefs.set("theme", currentTheme() === "dark" ? "light" : "dark");
     applyTheme();
@@ -288,6 +353,8 @@ async function boot() {
   state.defaultModel = models?.default_model || state.models.find((m) => m.default)?.id || null;
   labelModels();
   renderSettings();
+  // A session's account parts are in before the page shows them.
+  if (me?.authenticated) await fetchAccountParts().catch(() => {});
   adoptSession(me);
   document.body.classList.add("ready");
 }

@@ -1,5 +1,6 @@
 // Change the password from the settings panel. The server ends every other
-// session and starts a new one here, with a new CSRF token.
+// session and starts a new one here, with a new CSRF token. Loaded when
+// someone logs in (main.js).
 
 import { api, ApiError } from "./api.js";
 import { adoptSession } from "./auth.js";
@@ -30,8 +31,10 @@ export function initPassword() {
       if (error instanceof ApiError) toast(error.message, { kind: "error" });
     }
   });
-  on("user", () => {
+  const onUser = () => {
     $("#password-section").hidden = !state.user;
     form.reset();
-  });
+  };
+  on("user", onUser);
+  onUser(); // loaded after the login that needs it (main.js)
 }

@@ -16,7 +16,7 @@ import {
 } from "./jobs.js";
 import { emit, state } from "./state.js";
 import { toast } from "./ui.js";
-import { LONG_WAIT_S, QUOTA_CODES, quotaMessage, resetPhrase, waitSeconds } from "./usage.js";
+import { LONG_WAIT_S, QUOTA_CODES, quotaMessage, resetPhrase, waitSeconds } from "./quota.js";
 
 const PAGE = 30;
 const messagesEl = () => $("#messages");

@@ -1,5 +1,5 @@
 // Personal API tokens in the settings panel: create (secret shown once),
-// list, revoke.
+// list, revoke. Loaded when someone logs in (main.js).
 
 import { api, ApiError } from "./api.js";
 import { $, h, iconButton } from "./dom.js";
@@ -83,12 +83,14 @@ export function initTokens() {
       $("#token-secret-value").select();
     }
   });
-  on("user", () => {
+  const onUser = () => {
     $("#tokens").hidden = !state.user;
     $("#token-secret").hidden = true;
     $("#token-secret-value").value = "";
     items = [];
     if (state.user) load();
-  });
+  };
+  on("user", onUser);
   on("lang", render);
+  onUser(); // loaded after the login that needs it (main.js)
 }

@@ -1,18 +1,17 @@
 // What a user has spent and has left: the quota chip by the composer, the
-// budget banner, the usage dialog with its per-day charts (inline SVG built
-// with DOM calls, so the CSP's style-src 'self' holds), and the wording of a
-// quota refusal. The admin panel reuses the charts and the formatters.
+// budget banner and the usage dialog with its per-day charts (inline SVG built
+// with DOM calls, so the CSP's style-src 'self' holds). Loaded when someone
+// logs in (main.js): a visitor without an account never needs it. A quota
+// refusal's wording is in quota.js (loaded with the page); the admin panel
+// reuses the charts and the formatters.
 
 import { api, ApiError } from "./api.js";
 import { $, h } from "./dom.js";
 import { locale, t } from "./i18n.js";
+import { resetPhrase } from "./quota.js";
 import { on, state } from "./state.js";
 
 const SVG = "http://www.w3.org/2000/svg";
-const HOUR_MS = 3600 * 1000;
-// Longer than this, a refusal offers no retry button: waiting at the page makes no sense.
-export const LONG_WAIT_S = 60;
-export const QUOTA_CODES = new Set(["quota_exceeded", "budget_exhausted"]);
 
 let latest = null; // the last /me/usage answer for the current month
 let shown = null; // what the dialog shows (its period may differ)
@@ -44,41 +43,6 @@ export function dayLabel(date, options = { month: "short", day: "numeric" }) {
 export function isoDay(date) {
   const pad = (n) => String(n).padStart(2, "0");
   return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
-}
-
-function aboutSpan(ms) {
-  if (ms < HOUR_MS) return t("rel.minutes", { n: Math.max(1, Math.ceil(ms / 60000)) });
-  if (ms < 48 * HOUR_MS) return t("rel.hours", { n: Math.max(1, Math.round(ms / HOUR_MS)) });
-  return t("rel.days", { n: Math.round(ms / (24 * HOUR_MS)) });
-}
-
-/** "Resets at 00:00 (in about 5 h)" from an ISO time, or from seconds to wait. */
-export function resetPhrase({ resetsAt = null, retryAfter = null } = {}) {
-  let when = resetsAt ? new Date(resetsAt) : null;
-  if ((!when || Number.isNaN(when.getTime())) && retryAfter) when = new Date(Date.now() + retryAfter * 1000);
-  if (!when || Number.isNaN(when.getTime())) return "";
-  const ms = when.getTime() - Date.now();
-  const rel = aboutSpan(Math.max(0, ms));
-  if (ms < HOUR_MS) return t("quota.resetsSoon", { rel });
-  if (ms < 24 * HOUR_MS) {
-    const time = new Intl.DateTimeFormat(locale(), { timeStyle: "short" }).format(when);
-    return t("quota.resetsAt", { time, rel });
-  }
-  const date = new Intl.DateTimeFormat(locale(), { dateStyle: "medium", timeStyle: "short" }).format(when);
-  return t("quota.resetsOn", { date, rel });
-}
-
-/** Seconds until a quota refusal lifts, from its body or its Retry-After. */
-export function waitSeconds(error) {
-  const resetsAt = Date.parse(error.body?.resets_at || "");
-  if (!Number.isNaN(resetsAt)) return Math.max(0, (resetsAt - Date.now()) / 1000);
-  return error.retryAfter || 0;
-}
-
-/** The server's message plus when the refusal lifts. */
-export function quotaMessage(error) {
-  const when = resetPhrase({ resetsAt: error.body?.resets_at, retryAfter: error.retryAfter });
-  return [error.message || t("error.unknown"), when].filter(Boolean).join(" ");
 }
 
 // ---- the chip by the composer and the banner ------------------------------------------------
@@ -350,6 +314,8 @@ export function openUsage() {
   loadDialog();
 }
 
+/** Wires the chip, the dialog and the events, then shows what belongs to
+ * the user already logged in: it is loaded after that "user" event. */
 export function initUsage() {
   $("#quota-chip").addEventListener("click", openUsage);
   $("#open-usage").addEventListener("click", openUsage);
@@ -362,11 +328,12 @@ export function initUsage() {
       renderDialog();
     }
   }).observe($("#usage-charts"));
-  on("user", (user) => {
+  const onUser = (user) => {
     $("#usage-section").hidden = !user;
     if ($("#usage-dialog").open) $("#usage-dialog").close();
     refreshUsage();
-  });
+  };
+  on("user", onUser);
   on("turn-finished", refreshUsage);
   on("turn-failed", refreshUsage);
   on("quota-changed", refreshUsage);
@@ -375,4 +342,5 @@ export function initUsage() {
     renderBanner();
     renderDialog();
   });
+  onUser(state.user);
 }
