@@ -299,6 +299,41 @@ def test_logging_in_keeps_the_anonymous_turns_on_the_page(
     expect(page.locator(".unsaved-note")).to_have_count(0)
 
 
+@pytest.mark.parametrize(("locale", "label"), [("en-US", "Save them"), (ZH, "保存到新对话")])
+def test_the_anonymous_turns_can_be_saved_into_a_new_conversation_after_login(
+    offline_server, open_page, locale, label
+):
+    page = open_page(offline_server, locale=locale)
+    prompts = ("a banana to keep", "a pear to keep")
+    for count, prompt in enumerate(prompts):
+        send(page, prompt)
+        wait_images_loaded(page, RESULT_IMAGES, count + 1)
+    page.locator("#banner-anon [data-action=login]").click()
+    page.locator("#auth-switch").click()
+    username = unique_name("saver")
+    page.locator("#auth-username").fill(username)
+    page.locator("#auth-password").fill(PASSWORD)
+    page.locator("#auth-submit").click()
+    expect(page.locator("#account-name")).to_have_text(username)
+
+    saves = []
+    page.on(
+        "response",
+        lambda response: saves.append(response.status) if response.url.endswith("/save") else None,
+    )
+    page.locator(".unsaved-note .save-unsaved").filter(has_text=label).click()
+
+    # A new conversation, opened, holding both turns in order, stored (a reload shows them).
+    expect(page.locator(".conv-item")).to_have_count(1)
+    expect(page.locator(".unsaved-note")).to_have_count(0)
+    expect(page.locator(".msg-user")).to_have_count(2)
+    assert saves == [200, 200]
+    goto_ready(page)
+    page.locator(".conv-item").first.click()
+    expect(page.locator(".msg-user .msg-text")).to_have_text(list(prompts))
+    wait_images_loaded(page, RESULT_IMAGES, 2)
+
+
 def test_no_warning_without_anonymous_turns(offline_server, open_page):
     page = open_page(offline_server)
     page.locator("#login-btn").click()

@@ -677,6 +677,8 @@ async function requestCancel(follower, pending) {
 
 /** Follow a submitted job in its placeholder, then draw how it ended. */
 async function trackJob(job, { turn, userEl, pending, view, asked = 1, resumed = false, cancelNow = false }) {
+  // A turn made without an account names its job: logging in can file it (keepUnsavedTurns).
+  if (!job.conversation_id && userEl) userEl.dataset.job = job.id;
   const follower = followJob(job, (update) => {
     if (view === state.view) pending.show(update);
   });
@@ -781,16 +783,46 @@ export function unsavedTurns() {
 
 /**
  * Logged in with results made before: they stay on the page, under a note
- * that says they are not in the history and leave with the next
- * conversation opened (no route stores a finished job's images: see the
- * report), until the page changes conversation.
+ * that says they are not in the history yet, with a button that files them
+ * into a new conversation (POST /v1/jobs/{id}/save: the images already
+ * made, no new upstream call); otherwise they leave with the next
+ * conversation opened.
  */
 export function keepUnsavedTurns() {
   messagesEl().querySelector(".unsaved-note")?.remove();
+  const save = h("button", { type: "button", class: "btn btn-secondary btn-sm save-unsaved", i18n: "anon.saveKept" });
   const note = h("aside", { class: "unsaved-note", role: "note" },
     icon("info"),
-    h("p", { i18n: "anon.keptNote" }));
+    h("div", {}, h("p", { i18n: "anon.keptNote" }), save));
+  save.addEventListener("click", () => saveUnsavedTurns(save));
   messagesEl().append(note);
   updateEmpty();
   scrollToBottom();
+}
+
+/** The turns made without an account, in order, filed into a new conversation, which opens. */
+async function saveUnsavedTurns(button) {
+  const jobs = [...messagesEl().querySelectorAll(".msg-user[data-unsaved][data-job]")]
+    .map((element) => element.dataset.job);
+  button.disabled = true;
+  try {
+    const conversation = await api.post("/conversations", { json: {} });
+    let saved = 0;
+    for (const id of jobs) {
+      try {
+        await api.post(`/v1/jobs/${encodeURIComponent(id)}/save`, { json: { conv_id: conversation.id } });
+        saved += 1;
+      } catch (error) {
+        // Failed, still running or gone (an hour after): nothing to file.
+        if (!(error instanceof ApiError) || ![404, 409].includes(error.status)) throw error;
+      }
+    }
+    toast(t("anon.savedKept", { n: saved }));
+    emit("conversations-settled", [conversation.id]);
+    emit("open-conversation", conversation.id);
+  } catch (error) {
+    button.disabled = false;
+    if (!(error instanceof ApiError)) throw error;
+    toast(error.message, { kind: "error" });
+  }
 }

@@ -43,6 +43,8 @@ export default {
   "anon.banner":
     "You are not logged in: you can generate and edit, but results are not saved. Log in to keep your history.",
   "anon.bannerShort": "Not logged in: results are not saved.",
+  "anon.saveKept": "Save them to a new conversation",
+  "anon.savedKept": "Saved {n} to a new conversation.",
   "anon.keptNote":
     "Made before you logged in: not saved to your history. Download what you want to keep; these go away when you open another conversation.",
 

@@ -42,6 +42,8 @@ export default {
   "anon.sidebar": "登录后可保存对话和图片。",
   "anon.banner": "你尚未登录：可以生成和编辑图片，但结果不会保存。登录即可保留历史记录。",
   "anon.bannerShort": "未登录：结果不会保存。",
+  "anon.saveKept": "保存到新对话",
+  "anon.savedKept": "已将 {n} 项保存到新对话。",
   "anon.keptNote": "以上内容是登录前生成的，未保存到历史记录。请下载想保留的图片；打开其他对话后它们将不再显示。",
 
   "offline.title": "离线引擎。",
