@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.helpers import DESKTOP, goto_ready
+from tests.e2e.jobs_support import start_single_worker_server
 from tests.fake_gemini import FakeGemini
 from tests.support.services import require_service
 from tests.wsgi_server import NO_LIMITS, WsgiServer, isolated_environment
@@ -153,3 +154,21 @@ def open_page(browser, console):
         context.close()
     unexpected = console.unexpected()
     assert not unexpected, "console errors:\n" + "\n".join(unexpected)
+
+
+@pytest.fixture(scope="module")
+def one_worker_server(tmp_path_factory, gemini_fake):
+    """A server with one job worker on the fake Gemini, per test module
+    (tests/e2e/jobs_support.py): jobs queue behind each other visibly."""
+    server = start_single_worker_server(tmp_path_factory.mktemp("e2e-one-worker"), gemini_fake)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake(gemini_fake):
+    """The shared fake Gemini, reset and without latency, for one test."""
+    gemini_fake.reset()
+    gemini_fake.latency = 0
+    yield gemini_fake
+    gemini_fake.reset()

@@ -25,7 +25,6 @@ from tests.e2e.jobs_support import (
     RESULT_IMAGES,
     set_hidden,
     slow,
-    start_single_worker_server,
     submit,
     wait_for_upstream_calls,
 )
@@ -34,21 +33,6 @@ from tests.fake_gemini import Fault, rate_limited, server_error
 pytestmark = pytest.mark.browser
 
 PHONE_SE = {"width": 375, "height": 667}
-
-
-@pytest.fixture(scope="module")
-def one_worker_server(tmp_path_factory, gemini_fake):
-    server = start_single_worker_server(tmp_path_factory.mktemp("e2e-one-worker"), gemini_fake)
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def fake(gemini_fake):
-    gemini_fake.reset()
-    gemini_fake.latency = 0
-    yield gemini_fake
-    gemini_fake.reset()
 
 
 def generate_posts(page) -> list[str]:

@@ -26,7 +26,6 @@ from tests.e2e.jobs_support import (
     RESULT_IMAGES,
     send,
     slow,
-    start_single_worker_server,
     submit,
 )
 from tests.fake_gemini import blocked_prompt, ok, quota_per_day, rate_limited, server_error
@@ -35,21 +34,6 @@ pytestmark = pytest.mark.browser
 
 PHONE_SE = {"width": 375, "height": 667}
 ZH = "zh-CN"
-
-
-@pytest.fixture(scope="module")
-def one_worker_server(tmp_path_factory, gemini_fake):
-    server = start_single_worker_server(tmp_path_factory.mktemp("e2e-polish-thread"), gemini_fake)
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def fake(gemini_fake):
-    gemini_fake.reset()
-    gemini_fake.latency = 0
-    yield gemini_fake
-    gemini_fake.reset()
 
 
 # Chromium does not report a multipart body holding files: the page's fetch
